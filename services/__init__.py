@@ -1,0 +1,1 @@
+"""Flotilla's microservices: the shared kit and one package per service."""

@@ -1,0 +1,49 @@
+"""Every Prometheus metric name a Flotilla service exports, defined once.
+
+The instrumentator's HTTP metrics keep their library names (so community dashboards
+work); ours carry the ``flotilla_`` prefix. The operator builds Grafana dashboards and
+PrometheusRules from these constants, and a test checks that a running service really
+exports each of them.
+"""
+
+from __future__ import annotations
+
+# --- HTTP (prometheus-fastapi-instrumentator) ------------------------------------
+#: Counter; labels: handler, method, status (status grouped as 2xx/4xx/5xx).
+HTTP_REQUESTS_TOTAL = "http_requests_total"
+#: Histogram (seconds); labels: handler, method. Buckets tuned for P50..P99 panels.
+HTTP_REQUEST_DURATION_SECONDS = "http_request_duration_seconds"
+#: Gauge; labels: handler, method.
+HTTP_REQUESTS_INPROGRESS = "http_requests_inprogress"
+
+# --- Flotilla ----------------------------------------------------------------------
+#: Gauge 1/0; labels: dependency (database, redis, or an upstream service name).
+DEPENDENCY_UP = "flotilla_dependency_up"
+#: Counter; labels: cache (logical cache name), result (hit, miss, error).
+CACHE_REQUESTS_TOTAL = "flotilla_cache_requests_total"
+#: Gauge; labels: upstream; 0 closed, 1 half-open, 2 open.
+CIRCUIT_BREAKER_STATE = "flotilla_circuit_breaker_state"
+#: Gauge; connections checked out of the SQLAlchemy pool.
+DB_POOL_IN_USE = "flotilla_db_pool_connections_in_use"
+#: Counter; labels: error_code. Every error response in the one error shape.
+ERRORS_TOTAL = "flotilla_errors_total"
+
+#: Service info gauge (always 1); labels: service, version.
+SERVICE_INFO = "flotilla_service_info"
+
+#: The histogram buckets (seconds) for HTTP_REQUEST_DURATION_SECONDS.
+LATENCY_BUCKETS: tuple[float, ...] = (
+    0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.5, 0.75, 1.0, 2.5, 5.0, 10.0,
+)
+
+ALL: tuple[str, ...] = (
+    HTTP_REQUESTS_TOTAL,
+    HTTP_REQUEST_DURATION_SECONDS,
+    HTTP_REQUESTS_INPROGRESS,
+    DEPENDENCY_UP,
+    CACHE_REQUESTS_TOTAL,
+    CIRCUIT_BREAKER_STATE,
+    DB_POOL_IN_USE,
+    ERRORS_TOTAL,
+    SERVICE_INFO,
+)

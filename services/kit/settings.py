@@ -1,0 +1,102 @@
+"""Service settings from the environment (12-factor), one prefix per service.
+
+A service named ``tasks`` reads ``TASKS_DATABASE_URL``, ``TASKS_REDIS_URL`` and so on.
+The embedded defaults (SQLite file, in-process cache) let a laptop run the stack with
+nothing installed; a cluster sets the URLs from the Secrets the operator writes.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, ClassVar, Literal, Self
+
+from pydantic import Field, SecretStr, computed_field, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_DATA_DIR = Path(".flotilla")
+DEV_ISSUER = "flotilla-auth"
+DEV_AUDIENCE = "flotilla"
+
+
+class ServiceSettings(BaseSettings):
+    """Settings every service shares. Subclasses set ``service_name`` and add fields."""
+
+    service_name: ClassVar[str] = "service"
+
+    model_config = SettingsConfigDict(extra="ignore", frozen=True)
+
+    environment: Literal["development", "test", "production"] = "development"
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=1, le=65535)
+
+    #: SQLAlchemy URL. ``postgresql://`` URLs are rewritten to the asyncpg driver.
+    #: Empty means the embedded default: a SQLite file in ``data_dir``.
+    database_url: SecretStr = SecretStr("")
+    #: Empty means no Redis: an in-process cache (and in-process events).
+    redis_url: SecretStr = SecretStr("")
+    data_dir: Path = DEFAULT_DATA_DIR
+
+    # Pool numbers from the seed article; overridable per deployment.
+    db_pool_size: int = Field(default=20, ge=1)
+    db_max_overflow: int = Field(default=30, ge=0)
+    db_pool_timeout_seconds: float = Field(default=5.0, gt=0)
+    db_pool_recycle_seconds: int = Field(default=1800, ge=-1)
+    db_statement_timeout_ms: int = Field(default=5000, ge=0)
+    #: Apply Alembic migrations on start. Default: only for the embedded SQLite mode;
+    #: on PostgreSQL run `flotilla migrate` (a Helm hook / init step) instead.
+    migrate_on_start: bool | None = None
+
+    cache_ttl_seconds: int = Field(default=300, ge=1)
+    redis_timeout_seconds: float = Field(default=0.5, gt=0)
+
+    #: JWT verification: tokens must carry this issuer and audience.
+    jwt_issuer: str = DEV_ISSUER
+    jwt_audience: str = DEV_AUDIENCE
+    #: Where to fetch signing keys (auth's JWKS). Refreshed on an unknown ``kid``.
+    jwks_url: str = ""
+    #: Or the keys themselves, as a JWKS JSON document (tests, air-gapped installs).
+    jwt_public_jwks: str = ""
+
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    log_json: bool = True
+    #: Seconds a dependency-down response asks clients to wait (Retry-After).
+    retry_after_seconds: int = Field(default=5, ge=1)
+    #: Readiness flips to 503 this long before shutdown proceeds (drain window).
+    shutdown_drain_seconds: float = Field(default=0.0, ge=0)
+
+    @classmethod
+    def env_prefix(cls) -> str:
+        return f"{cls.service_name.upper()}_"
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        # pydantic-settings reads env_prefix from model_config: derive it per service.
+        cls.model_config = SettingsConfigDict(
+            **{**cls.model_config, "env_prefix": f"{cls.service_name.upper()}_"}  # type: ignore[typeddict-item]
+        )
+
+    @model_validator(mode="after")
+    def _production_needs_servers(self) -> Self:
+        if self.environment == "production" and not self.database_url.get_secret_value():
+            raise ValueError(f"{self.env_prefix()}DATABASE_URL is required in production")
+        return self
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def sqlalchemy_url(self) -> str:
+        """The URL handed to SQLAlchemy, with the async driver filled in."""
+        raw = self.database_url.get_secret_value()
+        if not raw:
+            return f"sqlite+aiosqlite:///{(self.data_dir / f'{self.service_name}.db').as_posix()}"
+        for plain in ("postgresql://", "postgres://"):
+            if raw.startswith(plain):
+                return "postgresql+asyncpg://" + raw[len(plain):]
+        return raw
+
+    @property
+    def uses_postgres(self) -> bool:
+        return self.sqlalchemy_url.startswith("postgresql")
+
+    @property
+    def should_migrate_on_start(self) -> bool:
+        return (not self.uses_postgres) if self.migrate_on_start is None else self.migrate_on_start
