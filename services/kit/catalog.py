@@ -17,6 +17,8 @@ class ServiceInfo:
     local_port: int
     #: Python module path of the app factory, ``module:function``.
     factory: str
+    #: Python path of the settings class, ``module:Class``.
+    settings: str = ""
     #: Public path prefixes the gateway routes to this service.
     routes: tuple[str, ...] = ()
     #: Whether the service owns a database (and so a ServiceSpec with a database).
@@ -31,6 +33,7 @@ GATEWAY = ServiceInfo(
     name="gateway",
     local_port=8000,
     factory="services.gateway.app:create_app",
+    settings="services.gateway.settings:GatewaySettings",
     has_database=False,
     summary="the only public entry: auth, rate limits, routing, merged OpenAPI",
 )
@@ -38,6 +41,7 @@ AUTH = ServiceInfo(
     name="auth",
     local_port=8001,
     factory="services.auth.app:create_app",
+    settings="services.auth.settings:AuthSettings",
     routes=("/api/v1/auth", "/.well-known/jwks.json"),
     summary="accounts, login, access/refresh tokens, JWKS",
 )
@@ -45,6 +49,7 @@ USERS = ServiceInfo(
     name="users",
     local_port=8002,
     factory="services.users.app:create_app",
+    settings="services.users.settings:UsersSettings",
     routes=("/api/v1/users",),
     summary="user profiles",
 )
@@ -52,6 +57,7 @@ TASKS = ServiceInfo(
     name="tasks",
     local_port=8003,
     factory="services.tasks.app:create_app",
+    settings="services.tasks.settings:TasksSettings",
     routes=("/api/v1/tasks",),
     summary="tasks CRUD with keyset pagination; emits task events",
 )
@@ -59,6 +65,7 @@ DATA = ServiceInfo(
     name="data",
     local_port=8004,
     factory="services.data.app:create_app",
+    settings="services.data.settings:DataSettings",
     routes=("/api/v1/stats", "/api/v1/recommendations"),
     summary="task-event consumer: per-user stats and recommendations",
 )
@@ -66,6 +73,11 @@ DATA = ServiceInfo(
 #: Every service, gateway first. Order matters only for display.
 SERVICES: tuple[ServiceInfo, ...] = (GATEWAY, AUTH, USERS, TASKS, DATA)
 BACKENDS: tuple[ServiceInfo, ...] = tuple(s for s in SERVICES if s is not GATEWAY)
+
+
+def env_prefix(name: str) -> str:
+    """Environment variable prefix of a service's settings (``TASKS_`` for tasks)."""
+    return f"{name.upper()}_"
 
 
 def by_name(name: str) -> ServiceInfo:

@@ -13,7 +13,7 @@ from __future__ import annotations
 HTTP_REQUESTS_TOTAL = "http_requests_total"
 #: Histogram (seconds); labels: handler, method. Buckets tuned for P50..P99 panels.
 HTTP_REQUEST_DURATION_SECONDS = "http_request_duration_seconds"
-#: Gauge; labels: handler, method.
+#: Gauge; labels: method.
 HTTP_REQUESTS_INPROGRESS = "http_requests_inprogress"
 
 # --- Flotilla ----------------------------------------------------------------------

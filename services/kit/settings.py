@@ -13,6 +13,8 @@ from typing import Any, ClassVar, Literal, Self
 from pydantic import Field, SecretStr, computed_field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from services.kit import catalog
+
 DEFAULT_DATA_DIR = Path(".flotilla")
 DEV_ISSUER = "flotilla-auth"
 DEV_AUDIENCE = "flotilla"
@@ -66,13 +68,13 @@ class ServiceSettings(BaseSettings):
 
     @classmethod
     def env_prefix(cls) -> str:
-        return f"{cls.service_name.upper()}_"
+        return catalog.env_prefix(cls.service_name)
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
         # pydantic-settings reads env_prefix from model_config: derive it per service.
         cls.model_config = SettingsConfigDict(
-            **{**cls.model_config, "env_prefix": f"{cls.service_name.upper()}_"}  # type: ignore[typeddict-item]
+            **{**cls.model_config, "env_prefix": catalog.env_prefix(cls.service_name)}
         )
 
     @model_validator(mode="after")

@@ -1,0 +1,1 @@
+"""Load test of the reference workload (locust) and its runner."""

@@ -1,0 +1,132 @@
+"""The `flotilla` command: run the stack, one service, or its migrations."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from services.kit import catalog
+from services.kit.db import Database
+from services.kit.migrations import upgrade
+from services.launcher import LaunchError, Stack, available_services
+from services.serve import PortInUse, load_settings, serve
+
+app = typer.Typer(help="Flotilla: Kubernetes-native FastAPI microservices.", no_args_is_help=True,
+                  add_completion=False)
+
+ServiceName = Annotated[str, typer.Argument(help=f"one of: {', '.join(s.name for s in catalog.SERVICES)}")]
+
+
+def _service(name: str) -> catalog.ServiceInfo:
+    try:
+        return catalog.by_name(name)
+    except KeyError as exc:
+        raise typer.BadParameter(str(exc.args[0])) from None
+
+
+@app.command()
+def up(
+    host: Annotated[str, typer.Option(help="interface every service binds to")] = "127.0.0.1",
+    data_dir: Annotated[Path, typer.Option(help="SQLite files and logs")] = Path(".flotilla"),
+    database_url: Annotated[str, typer.Option(envvar="FLOTILLA_DATABASE_URL",
+                                              help="PostgreSQL server URL; one database per service is created")] = "",
+    redis_url: Annotated[str, typer.Option(envvar="FLOTILLA_REDIS_URL", help="Redis URL (cache, events)")] = "",
+) -> None:
+    """Run the whole stack locally, each service in its own process."""
+    stack = Stack(host=host, data_dir=data_dir, database_url=database_url, redis_url=redis_url)
+    try:
+        stack.start()
+        took = stack.wait_ready()
+        _print_banner(stack, took)
+        stack.watch()
+    except LaunchError as exc:
+        typer.secho(f"error: {exc}", fg=typer.colors.RED, err=True)
+        raise typer.Exit(1) from None
+    finally:
+        if stack.processes:
+            typer.echo("stopping services ...", err=True)
+            stack.stop()
+
+
+def _print_banner(stack: Stack, took: float) -> None:
+    mode = []
+    mode.append("PostgreSQL" if stack.database_url else f"SQLite files in {stack.data_dir}/")
+    mode.append("Redis" if stack.redis_url else "in-process cache")
+    typer.secho(f"Flotilla is up in {took:.1f}s ({', '.join(mode)}); logs in {stack.data_dir / 'logs'}/",
+                fg=typer.colors.GREEN)
+    for service in stack.services:
+        typer.echo(f"  {service.name:<8} {stack.url(service):<24} {service.summary}")
+    base = stack.url(catalog.GATEWAY)
+    typer.echo(f"\nAPI docs: {base}/docs\nTry it (paste into a shell):\n")
+    typer.echo(EXAMPLE.format(base=base))
+    typer.echo("Ctrl-C stops everything.")
+
+
+EXAMPLE = """\
+  curl -s -X POST {base}/api/v1/auth/register -H 'content-type: application/json' \\
+       -d '{{"email": "me@example.com", "password": "correct-horse-battery"}}'
+  TOKEN=$(curl -s -X POST {base}/api/v1/auth/login -H 'content-type: application/json' \\
+       -d '{{"email": "me@example.com", "password": "correct-horse-battery"}}' \\
+       | python3 -c 'import json,sys; print(json.load(sys.stdin)["access_token"])')
+  curl -s -X POST {base}/api/v1/tasks -H "Authorization: Bearer $TOKEN" \\
+       -H 'content-type: application/json' -d '{{"title": "Ship it", "priority": "high"}}'
+  curl -s {base}/api/v1/tasks -H "Authorization: Bearer $TOKEN"
+"""
+
+
+@app.command("serve")
+def serve_command(
+    service: Annotated[str, typer.Argument(envvar="FLOTILLA_SERVICE", help="service to run")],
+    host: Annotated[str, typer.Option(envvar="FLOTILLA_HOST")] = "127.0.0.1",
+    port: Annotated[int | None, typer.Option(envvar="FLOTILLA_PORT",
+                                             help="default: the service's local port")] = None,
+) -> None:
+    """Run one service (what a container runs)."""
+    info = _service(service)
+    try:
+        serve(info, host=host, port=port or info.local_port)
+    except PortInUse as exc:
+        typer.secho(f"error: {exc}", fg=typer.colors.RED, err=True)
+        raise typer.Exit(1) from None
+
+
+@app.command()
+def migrate(service: ServiceName) -> None:
+    """Apply a service's database migrations (idempotent; safe to run from many pods)."""
+    info = _service(service)
+    if not info.has_database:
+        typer.echo(f"{service} has no database; nothing to do")
+        return
+    settings = load_settings(info)
+
+    async def run() -> None:
+        db = Database(settings)
+        try:
+            await upgrade(db, service=info.name, script_location=Path(__file__).parent / info.name / "migrations")
+        finally:
+            await db.dispose()
+
+    asyncio.run(run())
+    typer.echo(f"{service}: migrations applied")
+
+
+@app.command("services")
+def list_services() -> None:
+    """List the services, their local ports and routes."""
+    present = {s.name for s in available_services()}
+    for s in catalog.SERVICES:
+        flag = "" if s.name in present else "  (not installed)"
+        typer.echo(f"{s.name:<8} :{s.local_port}  {', '.join(s.routes) or '-':<40} {s.summary}{flag}")
+
+
+def main() -> None:
+    os.environ.setdefault("PYTHONUNBUFFERED", "1")
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,136 @@
+"""The app factory: one call builds a service with everything the kit provides."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+import structlog
+from fastapi import APIRouter, FastAPI
+
+from services.kit.breaker import Breakers
+from services.kit.cache import Cache, CacheBackend, MemoryBackend, RedisBackend, redis_client
+from services.kit.db import Database
+from services.kit.errors import install_error_handlers
+from services.kit.health import Health
+from services.kit.logging import configure_logging
+from services.kit.metrics import ServiceMetrics
+from services.kit.middleware import RequestContextMiddleware
+from services.kit.migrations import upgrade
+from services.kit.security import TokenVerifier
+from services.kit.settings import ServiceSettings
+
+log = structlog.get_logger("flotilla.app")
+
+VERSION = "0.1.0"
+
+
+@dataclass
+class Kit:
+    """Everything a service's routes and workers share; lives on ``app.state.kit``."""
+
+    settings: ServiceSettings
+    metrics: ServiceMetrics
+    health: Health
+    breakers: Breakers
+    http: httpx.AsyncClient
+    verifier: TokenVerifier
+    cache: Cache
+    db: Database | None = None
+    extras: dict[str, object] = field(default_factory=dict)
+
+    @property
+    def database(self) -> Database:
+        if self.db is None:
+            raise RuntimeError(f"service {self.settings.service_name} has no database")
+        return self.db
+
+
+#: A background worker: entered after start-up, exited before shutdown finishes.
+Worker = Callable[[Kit], AbstractAsyncContextManager[None]]
+
+
+def create_service_app(
+    settings: ServiceSettings,
+    *,
+    title: str,
+    description: str,
+    routers: Sequence[APIRouter],
+    migrations: Path | None = None,
+    workers: Sequence[Worker] = (),
+) -> FastAPI:
+    """Build a Flotilla service: middleware, errors, health, metrics, pools, workers."""
+    service = settings.service_name
+    configure_logging(level=settings.log_level, json=settings.log_json, service=service)
+    metrics = ServiceMetrics(service, VERSION)
+    health = Health(metrics, retry_after_seconds=settings.retry_after_seconds)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        async with AsyncExitStack() as stack:
+            kit = await _open_kit(settings, metrics, health, stack, migrations)
+            app.state.kit = kit
+            for worker in workers:
+                await stack.enter_async_context(worker(kit))
+            log.info("service_started", database=kit.db.engine.dialect.name if kit.db else None,
+                     cache="redis" if isinstance(kit.cache.backend, RedisBackend) else "memory")
+            yield
+            health.draining = True
+            log.info("service_stopping")
+
+    app = FastAPI(title=title, description=description, version=VERSION, lifespan=lifespan)
+    app.state.metrics = metrics
+    app.state.health = health
+    app.state.settings = settings
+    install_error_handlers(app)
+    metrics.instrument(app)
+    # Added last = outermost: the request id and error boundary wrap everything else.
+    app.add_middleware(RequestContextMiddleware, retry_after_seconds=settings.retry_after_seconds)
+    app.include_router(health.router())
+    for router in routers:
+        app.include_router(router)
+    return app
+
+
+async def _open_kit(
+    settings: ServiceSettings,
+    metrics: ServiceMetrics,
+    health: Health,
+    stack: AsyncExitStack,
+    migrations: Path | None,
+) -> Kit:
+    http = await stack.enter_async_context(
+        httpx.AsyncClient(timeout=httpx.Timeout(5.0), limits=httpx.Limits(max_keepalive_connections=50))
+    )
+    backend: CacheBackend
+    redis_url = settings.redis_url.get_secret_value()
+    if redis_url:
+        backend = RedisBackend(redis_client(redis_url, timeout=settings.redis_timeout_seconds))
+    else:
+        backend = MemoryBackend(ttl=settings.cache_ttl_seconds)
+    cache = Cache(backend, prefix=f"{settings.service_name}:", ttl=settings.cache_ttl_seconds, metrics=metrics)
+    stack.push_async_callback(cache.close)
+    if redis_url:
+        health.add("redis", cache.check, critical=False)
+
+    db: Database | None = None
+    if migrations is not None:
+        db = Database(settings)
+        stack.push_async_callback(db.dispose)
+        metrics.track_pool(db.checked_out)
+        health.add("database", db.ping, critical=True)
+        if settings.should_migrate_on_start:
+            await upgrade(db, service=settings.service_name, script_location=migrations)
+
+    verifier = TokenVerifier(
+        issuer=settings.jwt_issuer,
+        audience=settings.jwt_audience,
+        jwks_json=settings.jwt_public_jwks,
+        jwks_url=settings.jwks_url,
+        http=http,
+    )
+    return Kit(settings=settings, metrics=metrics, health=health, breakers=Breakers(metrics),
+               http=http, verifier=verifier, cache=cache, db=db)

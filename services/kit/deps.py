@@ -1,0 +1,47 @@
+"""Named dependencies, so a route's signature reads like its contract."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Annotated, cast
+
+from fastapi import Depends, Header, Request
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from services.kit.app import Kit
+from services.kit.cache import Cache
+from services.kit.security import Principal, bearer_token
+
+
+def get_kit(request: Request) -> Kit:
+    return cast(Kit, request.app.state.kit)
+
+
+KitDep = Annotated[Kit, Depends(get_kit)]
+
+
+async def get_session(kit: KitDep) -> AsyncIterator[AsyncSession]:
+    async with kit.database.session() as session:
+        yield session
+
+
+def get_cache(kit: KitDep) -> Cache:
+    return kit.cache
+
+
+async def get_principal(
+    kit: KitDep,
+    authorization: Annotated[str | None, Header(include_in_schema=False)] = None,
+) -> Principal:
+    return await kit.verifier.verify(bearer_token(authorization))
+
+
+async def get_user_id(principal: Annotated[Principal, Depends(get_principal)]) -> str:
+    return principal.user_id
+
+
+SessionDep = Annotated[AsyncSession, Depends(get_session)]
+CacheDep = Annotated[Cache, Depends(get_cache)]
+PrincipalDep = Annotated[Principal, Depends(get_principal)]
+#: The caller's user id, from a verified bearer token; never from the request body.
+CurrentUserId = Annotated[str, Depends(get_user_id)]

@@ -1,0 +1,209 @@
+"""The one error shape, and the handlers that put every failure into it.
+
+``{"error_code": str, "message": str, "details": dict | None, "request_id": str}``.
+Known failures get their own status (404, 409, 401/403, 422, 503 + Retry-After);
+anything else is a 500 whose body says nothing about internals.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator, Mapping
+from http import HTTPStatus
+from typing import Any
+
+import orjson
+import structlog
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from sqlalchemy import exc as sa_exc
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+log = structlog.get_logger("flotilla.errors")
+
+
+class FlotillaError(Exception):
+    """Base of every error a handler turns into the error shape."""
+
+    status_code: int = 500
+    error_code: str = "internal_error"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        details: Mapping[str, Any] | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.details = dict(details) if details is not None else None
+        self.headers = dict(headers or {})
+
+
+class NotFound(FlotillaError):
+    status_code = 404
+    error_code = "not_found"
+
+
+class Conflict(FlotillaError):
+    status_code = 409
+    error_code = "conflict"
+
+
+class Unauthorized(FlotillaError):
+    status_code = 401
+    error_code = "unauthorized"
+
+    def __init__(self, message: str = "missing or invalid bearer token", **kwargs: Any) -> None:
+        kwargs.setdefault("headers", {"WWW-Authenticate": 'Bearer realm="flotilla"'})
+        super().__init__(message, **kwargs)
+
+
+class Forbidden(FlotillaError):
+    status_code = 403
+    error_code = "forbidden"
+
+
+class BadRequest(FlotillaError):
+    status_code = 400
+    error_code = "bad_request"
+
+
+class TooManyRequests(FlotillaError):
+    status_code = 429
+    error_code = "rate_limited"
+
+    def __init__(self, message: str, *, retry_after: int, **kwargs: Any) -> None:
+        kwargs.setdefault("headers", {"Retry-After": str(max(1, retry_after))})
+        super().__init__(message, **kwargs)
+
+
+class DependencyUnavailable(FlotillaError):
+    """A dependency (database, Redis, an upstream service) is down: 503 + Retry-After."""
+
+    status_code = 503
+    error_code = "dependency_unavailable"
+
+    def __init__(self, dependency: str, *, retry_after: int = 5, message: str | None = None) -> None:
+        super().__init__(
+            message or f"{dependency} is temporarily unavailable; retry later",
+            details={"dependency": dependency},
+            headers={"Retry-After": str(max(1, retry_after))},
+        )
+        self.dependency = dependency
+
+
+def request_id_of(request: Request) -> str:
+    return str(getattr(request.state, "request_id", "") or "")
+
+
+def error_response(
+    request: Request,
+    status_code: int,
+    error_code: str,
+    message: str,
+    details: Mapping[str, Any] | None = None,
+    headers: Mapping[str, str] | None = None,
+) -> JSONResponse:
+    metrics = getattr(request.app.state, "metrics", None)
+    if metrics is not None:
+        metrics.errors.labels(error_code=error_code).inc()
+    body = {
+        "error_code": error_code,
+        "message": message,
+        "details": dict(details) if details is not None else None,
+        "request_id": request_id_of(request),
+    }
+    return JSONResponse(body, status_code=status_code, headers=dict(headers or {}))
+
+
+def _chain(exc: BaseException) -> Iterator[BaseException]:
+    """The exception, what it wraps (SQLAlchemy's ``.orig``) and what caused it."""
+    seen: set[int] = set()
+    stack: list[BaseException | None] = [exc]
+    while stack:
+        current = stack.pop()
+        if current is None or id(current) in seen:
+            continue
+        seen.add(id(current))
+        yield current
+        stack.extend([getattr(current, "orig", None), current.__cause__, current.__context__])
+
+
+def _is_database_outage(exc: BaseException) -> bool:
+    for item in _chain(exc):
+        if isinstance(item, sa_exc.DBAPIError) and item.connection_invalidated:
+            return True
+        if isinstance(item, sa_exc.TimeoutError | sa_exc.InterfaceError | sa_exc.OperationalError):
+            return True
+        if isinstance(item, ConnectionError | asyncio.TimeoutError | TimeoutError):
+            return True
+        if isinstance(item, OSError) and item.errno is not None:
+            return True
+        name = type(item).__name__
+        # asyncpg's connection-level errors, without importing asyncpg in SQLite-only setups.
+        if name in {"PostgresConnectionError", "CannotConnectNowError", "ConnectionDoesNotExistError",
+                    "TooManyConnectionsError", "AdminShutdownError", "QueryCanceledError"}:
+            return True
+    return False
+
+
+def _validation_details(exc: RequestValidationError) -> dict[str, Any]:
+    # Drop the offending input: it may be a password. Location + reason is enough to fix it.
+    errors = [
+        {"loc": [str(part) for part in err.get("loc", ())], "msg": err.get("msg", ""), "type": err.get("type", "")}
+        for err in exc.errors()
+    ]
+    return {"errors": errors}
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    async def on_flotilla_error(request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, FlotillaError)
+        return error_response(request, exc.status_code, exc.error_code, exc.message, exc.details, exc.headers)
+
+    async def on_validation_error(request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, RequestValidationError)
+        return error_response(request, 422, "validation_error", "request validation failed",
+                              _validation_details(exc))
+
+    async def on_http_error(request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, StarletteHTTPException)
+        try:
+            phrase = HTTPStatus(exc.status_code).phrase
+        except ValueError:
+            phrase = "error"
+        code = phrase.lower().replace(" ", "_").replace("-", "_")
+        message = exc.detail if isinstance(exc.detail, str) and exc.detail != phrase else phrase.lower()
+        return error_response(request, exc.status_code, code, message, None, exc.headers)
+
+    async def on_integrity_error(request: Request, exc: Exception) -> JSONResponse:
+        log.info("integrity_conflict", error_type=type(exc).__name__)
+        return error_response(request, 409, "conflict", "the request conflicts with existing data")
+
+    app.add_exception_handler(FlotillaError, on_flotilla_error)
+    app.add_exception_handler(RequestValidationError, on_validation_error)
+    app.add_exception_handler(StarletteHTTPException, on_http_error)
+    app.add_exception_handler(sa_exc.IntegrityError, on_integrity_error)
+
+
+def classify_unexpected(
+    exc: BaseException, request_id: str, retry_after_seconds: int
+) -> tuple[int, bytes, dict[str, str]]:
+    """Status, body and headers for an exception no handler claimed.
+
+    A database outage surfaces from deep inside SQLAlchemy/asyncpg as many exception
+    types; all of them mean "retry later", so they become 503 + Retry-After.
+    """
+    if _is_database_outage(exc):
+        log.warning("dependency_unavailable", dependency="database", error_type=type(exc).__name__)
+        status, code, message = 503, "dependency_unavailable", "database is temporarily unavailable; retry later"
+        details: dict[str, Any] | None = {"dependency": "database"}
+        headers = {"Retry-After": str(retry_after_seconds)}
+    else:
+        log.error("unhandled_exception", error_type=type(exc).__name__, exc_info=exc)
+        status, code, message, details, headers = 500, "internal_error", "an unexpected error occurred", None, {}
+    body = orjson.dumps({"error_code": code, "message": message, "details": details, "request_id": request_id})
+    return status, body, headers

@@ -1,0 +1,73 @@
+"""Prometheus metrics: the instrumentator's HTTP metrics plus Flotilla's own.
+
+Each app gets its own CollectorRegistry so that several apps (tests, `flotilla up`
+in one interpreter) never collide on metric registration.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from fastapi import FastAPI
+from prometheus_client import CollectorRegistry, Counter, Gauge
+from prometheus_fastapi_instrumentator import Instrumentator
+from prometheus_fastapi_instrumentator import metrics as instrumentator_metrics
+
+from services.kit import metric_names as names
+
+#: Paths whose traffic is not worth a time series (probes and scrapes).
+UNINSTRUMENTED_PATHS = ["/metrics", "/health", "/health/live", "/health/ready"]
+
+
+class ServiceMetrics:
+    def __init__(self, service: str, version: str) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        self.dependency_up = Gauge(
+            names.DEPENDENCY_UP, "1 when the dependency answered its last health check, else 0",
+            ["dependency"], registry=self.registry,
+        )
+        self.cache_requests = Counter(
+            names.CACHE_REQUESTS_TOTAL.removesuffix("_total"), "Cache lookups by result (hit, miss, error)",
+            ["cache", "result"], registry=self.registry,
+        )
+        self.breaker_state = Gauge(
+            names.CIRCUIT_BREAKER_STATE, "Circuit breaker state per upstream: 0 closed, 1 half-open, 2 open",
+            ["upstream"], registry=self.registry,
+        )
+        self.db_pool_in_use = Gauge(
+            names.DB_POOL_IN_USE, "Database connections checked out of the pool", registry=self.registry,
+        )
+        self.errors = Counter(
+            names.ERRORS_TOTAL.removesuffix("_total"), "Error responses by error_code",
+            ["error_code"], registry=self.registry,
+        )
+        self.inprogress = Gauge(
+            names.HTTP_REQUESTS_INPROGRESS, "HTTP requests being served", ["method"], registry=self.registry,
+        )
+        info = Gauge(names.SERVICE_INFO, "Always 1; labels identify the service build",
+                     ["service", "version"], registry=self.registry)
+        info.labels(service=service, version=version).set(1)
+
+    def track_pool(self, checked_out: Callable[[], float]) -> None:
+        self.db_pool_in_use.set_function(checked_out)
+
+    def instrument(self, app: FastAPI) -> None:
+        instrumentator = Instrumentator(
+            should_group_status_codes=True,
+            should_ignore_untemplated=False,
+            should_group_untemplated=True,
+            # The instrumentator's in-progress gauge ignores `registry` (it always lands in
+            # the global one), so RequestContextMiddleware keeps that gauge instead.
+            should_instrument_requests_inprogress=False,
+            excluded_handlers=UNINSTRUMENTED_PATHS,
+            registry=self.registry,
+        )
+        instrumentator.add(
+            instrumentator_metrics.requests(metric_name=names.HTTP_REQUESTS_TOTAL, registry=self.registry),
+            instrumentator_metrics.latency(
+                metric_name=names.HTTP_REQUEST_DURATION_SECONDS,
+                buckets=names.LATENCY_BUCKETS,
+                registry=self.registry,
+            ),
+        )
+        instrumentator.instrument(app).expose(app, endpoint="/metrics", include_in_schema=False)

@@ -1,0 +1,100 @@
+"""Request context as one pure-ASGI middleware: request id, access log, error boundary.
+
+Pure ASGI rather than ``BaseHTTPMiddleware``: no extra task per request, streaming
+bodies untouched, and it can turn *any* exception into the error shape before the
+server's own 500 handler (which would print a stack trace) ever sees it.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+import uuid
+from typing import Any
+
+import orjson
+import structlog
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from services.kit.errors import classify_unexpected
+
+log = structlog.get_logger("flotilla.access")
+
+REQUEST_ID_HEADER = b"x-request-id"
+_VALID_REQUEST_ID = re.compile(rb"^[A-Za-z0-9._:-]{1,128}$")
+_QUIET_PATHS = frozenset({"/health", "/health/live", "/health/ready", "/metrics"})
+
+
+def _incoming_request_id(scope: Scope) -> str:
+    for key, value in scope.get("headers", ()):
+        if key == REQUEST_ID_HEADER and _VALID_REQUEST_ID.match(value):
+            return str(value.decode("ascii"))
+    return uuid.uuid4().hex
+
+
+class RequestContextMiddleware:
+    def __init__(self, app: ASGIApp, *, retry_after_seconds: int = 5) -> None:
+        self.app = app
+        self.retry_after_seconds = retry_after_seconds
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        request_id = _incoming_request_id(scope)
+        scope.setdefault("state", {})["request_id"] = request_id
+        started = time.perf_counter()
+        status = 500
+        response_started = False
+        structlog.contextvars.bind_contextvars(request_id=request_id)
+        path = scope.get("path", "")
+        metrics = getattr(getattr(scope.get("app"), "state", None), "metrics", None)
+        inprogress = None
+        if metrics is not None and path not in _QUIET_PATHS:
+            inprogress = metrics.inprogress.labels(method=scope.get("method", ""))
+            inprogress.inc()
+
+        async def send_with_request_id(message: Message) -> None:
+            nonlocal status, response_started
+            if message["type"] == "http.response.start":
+                response_started = True
+                status = message["status"]
+                headers = [h for h in message.get("headers", []) if h[0].lower() != REQUEST_ID_HEADER]
+                headers.append((REQUEST_ID_HEADER, request_id.encode("ascii")))
+                message["headers"] = headers
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_request_id)
+        except Exception as exc:
+            status, body, headers = classify_unexpected(exc, request_id, self.retry_after_seconds)
+            if metrics is not None:
+                metrics.errors.labels(error_code=orjson.loads(body)["error_code"]).inc()
+            if response_started:
+                # Headers are gone already; all we can do is log and let the server close it.
+                log.error("response_aborted", error_type=type(exc).__name__)
+                raise
+            await send_with_request_id(_start(status, headers))
+            await send({"type": "http.response.body", "body": body})
+        finally:
+            if inprogress is not None:
+                inprogress.dec()
+            if path not in _QUIET_PATHS or status >= 500:
+                log.info(
+                    "request",
+                    method=scope.get("method"),
+                    path=path,
+                    status=status,
+                    duration_ms=round((time.perf_counter() - started) * 1000, 2),
+                )
+            structlog.contextvars.unbind_contextvars("request_id")
+
+
+def _start(status: int, headers: dict[str, str]) -> Message:
+    raw: list[tuple[bytes, bytes]] = [(b"content-type", b"application/json")]
+    raw.extend((k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in headers.items())
+    return {"type": "http.response.start", "status": status, "headers": raw}
+
+
+def json_bytes(payload: Any) -> bytes:
+    return orjson.dumps(payload)

@@ -1,0 +1,130 @@
+"""Bearer-JWT verification: issuer, audience, expiry, and the signing key by ``kid``.
+
+Keys come from auth's JWKS (fetched lazily, refreshed when a token names a ``kid`` we
+have not seen, at most once per ``refresh_interval``) or from a configured JWKS
+document. Only asymmetric algorithms are accepted, and the algorithm must be the one
+the key was published for, which rules out ``alg=none`` and HS256-with-public-key.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+import jwt
+import structlog
+
+from services.kit.errors import DependencyUnavailable, Unauthorized
+
+log = structlog.get_logger("flotilla.security")
+
+ALLOWED_ALGORITHMS = frozenset({"RS256", "RS384", "RS512", "ES256", "ES384", "EdDSA", "PS256"})
+LEEWAY_SECONDS = 10
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    user_id: str
+    claims: dict[str, Any]
+
+
+class TokenVerifier:
+    def __init__(
+        self,
+        *,
+        issuer: str,
+        audience: str,
+        jwks_json: str = "",
+        jwks_url: str = "",
+        http: httpx.AsyncClient | None = None,
+        refresh_interval: float = 10.0,
+    ) -> None:
+        self.issuer = issuer
+        self.audience = audience
+        self.jwks_url = jwks_url
+        self.http = http
+        self.refresh_interval = refresh_interval
+        self._keys: dict[str, jwt.PyJWK] = {}
+        self._fetched_at = -float("inf")
+        self._lock = asyncio.Lock()
+        if jwks_json:
+            self._load(json.loads(jwks_json))
+
+    def _load(self, jwks: dict[str, Any]) -> None:
+        keys: dict[str, jwt.PyJWK] = {}
+        for raw in jwks.get("keys", []):
+            try:
+                key = jwt.PyJWK.from_dict(raw)
+            except jwt.PyJWTError:
+                log.warning("jwks_key_skipped", kid=raw.get("kid"))
+                continue
+            if key.key_id and key.algorithm_name in ALLOWED_ALGORITHMS:
+                keys[key.key_id] = key
+        self._keys.update(keys)
+
+    async def _refresh(self) -> None:
+        if not self.jwks_url or self.http is None:
+            return
+        async with self._lock:
+            if time.monotonic() - self._fetched_at < self.refresh_interval:
+                return
+            self._fetched_at = time.monotonic()
+            try:
+                response = await self.http.get(self.jwks_url, timeout=3.0)
+                response.raise_for_status()
+                self._load(response.json())
+            except (httpx.HTTPError, ValueError) as exc:
+                log.warning("jwks_fetch_failed", error_type=type(exc).__name__)
+                if not self._keys:
+                    raise DependencyUnavailable("auth", message="signing keys are unavailable; retry later") from exc
+
+    async def _key_for(self, kid: str) -> jwt.PyJWK:
+        key = self._keys.get(kid)
+        if key is None:
+            await self._refresh()
+            key = self._keys.get(kid)
+        if key is None:
+            raise Unauthorized("token signed with an unknown key")
+        return key
+
+    async def verify(self, token: str) -> Principal:
+        try:
+            header = jwt.get_unverified_header(token)
+        except jwt.PyJWTError:
+            raise Unauthorized("malformed token") from None
+        alg, kid = header.get("alg"), header.get("kid")
+        if alg not in ALLOWED_ALGORITHMS or not isinstance(kid, str):
+            raise Unauthorized("token algorithm or key id not accepted")
+        key = await self._key_for(kid)
+        if key.algorithm_name != alg:
+            raise Unauthorized("token algorithm does not match its key")
+        try:
+            claims = jwt.decode(
+                token,
+                key=key.key,
+                algorithms=[alg],
+                audience=self.audience,
+                issuer=self.issuer,
+                leeway=LEEWAY_SECONDS,
+                options={"require": ["exp", "iat", "sub", "iss", "aud"]},
+            )
+        except jwt.ExpiredSignatureError:
+            raise Unauthorized("token expired") from None
+        except jwt.PyJWTError:
+            raise Unauthorized("invalid token") from None
+        if claims.get("typ", "access") != "access":
+            raise Unauthorized("not an access token")
+        return Principal(user_id=str(claims["sub"]), claims=claims)
+
+
+def bearer_token(authorization: str | None) -> str:
+    if not authorization:
+        raise Unauthorized()
+    scheme, _, token = authorization.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise Unauthorized("expected 'Authorization: Bearer <token>'")
+    return token.strip()

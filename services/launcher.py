@@ -1,0 +1,170 @@
+"""`flotilla up`: every service in its own process, ports from the catalog.
+
+Each service runs as ``flotilla serve <name>`` in a child process with its settings in
+its environment (the same way a pod gets them), logs to ``<data-dir>/logs/<name>.log``.
+The launcher waits until every /health/ready answers, prints where things are, and
+stops all children on Ctrl-C or when one of them dies.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.util
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+import httpx
+
+from services.kit import catalog
+from services.kit.catalog import ServiceInfo
+from services.serve import PortInUse, ensure_port_free
+
+
+class LaunchError(RuntimeError):
+    pass
+
+
+def available_services() -> list[ServiceInfo]:
+    """Catalog services whose package is present (all of them in a full install)."""
+    return [s for s in catalog.SERVICES if importlib.util.find_spec(f"services.{s.name}") is not None]
+
+
+def per_service_database_url(base_url: str, service: str) -> str:
+    """One database per service on the given server: ``.../flotilla_<service>``."""
+    parts = urlsplit(base_url)
+    return urlunsplit((parts.scheme, parts.netloc, f"/flotilla_{service}", parts.query, parts.fragment))
+
+
+async def ensure_databases(base_url: str, services: list[ServiceInfo]) -> None:
+    import asyncpg  # only needed with --database-url
+
+    dsn = base_url.replace("postgresql+asyncpg://", "postgresql://")
+    conn = await asyncpg.connect(dsn, timeout=10)
+    try:
+        for service in services:
+            if not service.has_database:
+                continue
+            name = f"flotilla_{service.name}"
+            exists = await conn.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", name)
+            if not exists:
+                # The name is ours (catalog constant), quoted anyway.
+                await conn.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await conn.close()
+
+
+@dataclass
+class Stack:
+    host: str = "127.0.0.1"
+    data_dir: Path = Path(".flotilla")
+    database_url: str = ""
+    redis_url: str = ""
+    services: list[ServiceInfo] = field(default_factory=available_services)
+    processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+
+    def url(self, service: ServiceInfo) -> str:
+        return f"http://{self.host}:{service.local_port}"
+
+    def env_for(self, service: ServiceInfo) -> dict[str, str]:
+        prefix = catalog.env_prefix(service.name)
+        env = {
+            f"{prefix}ENVIRONMENT": "development",
+            f"{prefix}DATA_DIR": str(self.data_dir.resolve()),
+            f"{prefix}LOG_JSON": "true",
+            f"{prefix}MIGRATE_ON_START": "true",
+            f"{prefix}JWKS_URL": f"{self.url(catalog.AUTH)}/.well-known/jwks.json",
+        }
+        if self.database_url and service.has_database:
+            env[f"{prefix}DATABASE_URL"] = per_service_database_url(self.database_url, service.name)
+        if self.redis_url:
+            env[f"{prefix}REDIS_URL"] = self.redis_url
+        if service is catalog.GATEWAY:
+            for backend in catalog.BACKENDS:
+                env[f"{prefix}{backend.name.upper()}_URL"] = self.url(backend)
+        # What the user exported wins over our defaults (12-factor).
+        return {**env, **os.environ}
+
+    def log_path(self, service: ServiceInfo) -> Path:
+        return self.data_dir / "logs" / f"{service.name}.log"
+
+    def check_ports(self) -> None:
+        for service in self.services:
+            try:
+                ensure_port_free(self.host, service.local_port)
+            except PortInUse as exc:
+                raise LaunchError(f"cannot start {service.name}: {exc}. Stop whatever uses it "
+                                  f"(`ss -ltnp 'sport = :{service.local_port}'`) and try again.") from None
+
+    def start(self) -> None:
+        self.check_ports()
+        if self.database_url:
+            asyncio.run(ensure_databases(self.database_url, self.services))
+        (self.data_dir / "logs").mkdir(parents=True, exist_ok=True)
+        for service in self.services:
+            log = self.log_path(service).open("ab")
+            self.processes[service.name] = subprocess.Popen(  # noqa: S603 - our own interpreter and args
+                [sys.executable, "-m", "services.cli", "serve", service.name,
+                 "--host", self.host, "--port", str(service.local_port)],
+                env=self.env_for(service), stdout=log, stderr=subprocess.STDOUT,
+                start_new_session=True,  # Ctrl-C reaches the launcher only; it stops children in order
+            )
+
+    def wait_ready(self, timeout: float = 60.0) -> float:
+        started = time.monotonic()
+        pending = {s.name: s for s in self.services}
+        with httpx.Client(timeout=1.0) as client:
+            while pending:
+                for name, service in list(pending.items()):
+                    self.raise_if_dead(service)
+                    try:
+                        if client.get(f"{self.url(service)}/health/ready").status_code == 200:
+                            del pending[name]
+                    except httpx.HTTPError:
+                        pass
+                if time.monotonic() - started > timeout:
+                    raise LaunchError(f"not ready after {timeout:.0f}s: {', '.join(pending)}; "
+                                      f"see {self.data_dir / 'logs'}")
+                if pending:
+                    time.sleep(0.05)
+        return time.monotonic() - started
+
+    def raise_if_dead(self, service: ServiceInfo) -> None:
+        process = self.processes.get(service.name)
+        if process is not None and process.poll() is not None:
+            tail = self.log_path(service).read_text(errors="replace").splitlines()[-15:]
+            raise LaunchError(f"{service.name} exited with code {process.returncode}. Last log lines:\n  "
+                              + "\n  ".join(tail))
+
+    def watch(self) -> None:
+        """Block until Ctrl-C/SIGTERM or until a service dies."""
+        stop = False
+
+        def request_stop(*_: object) -> None:
+            nonlocal stop
+            stop = True
+
+        signal.signal(signal.SIGINT, request_stop)
+        signal.signal(signal.SIGTERM, request_stop)
+        while not stop:
+            for service in self.services:
+                self.raise_if_dead(service)
+            time.sleep(0.2)
+
+    def stop(self, timeout: float = 15.0) -> None:
+        for process in self.processes.values():
+            if process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + timeout
+        for process in self.processes.values():
+            try:
+                process.wait(timeout=max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+        self.processes.clear()

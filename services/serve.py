@@ -1,0 +1,91 @@
+"""Run one service under uvicorn, with a drain window before graceful shutdown.
+
+On SIGTERM the service first reports not-ready (so load balancers and Kubernetes
+endpoints stop sending new requests), keeps serving for ``shutdown_drain_seconds``,
+then lets uvicorn finish in-flight requests within ``FLOTILLA_GRACEFUL_TIMEOUT``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import os
+import socket
+from types import FrameType
+from typing import Any, cast
+
+import uvicorn
+from fastapi import FastAPI
+
+from services.kit.catalog import ServiceInfo
+from services.kit.health import Health
+from services.kit.settings import ServiceSettings
+
+GRACEFUL_TIMEOUT_ENV = "FLOTILLA_GRACEFUL_TIMEOUT"
+DEFAULT_GRACEFUL_TIMEOUT = 20
+
+
+class PortInUse(RuntimeError):
+    pass
+
+
+def load_object(path: str) -> object:
+    module, _, attr = path.partition(":")
+    return getattr(importlib.import_module(module), attr)
+
+
+def load_settings(service: ServiceInfo, **overrides: Any) -> ServiceSettings:
+    settings_cls = cast(type[ServiceSettings], load_object(service.settings))
+    return settings_cls(**overrides)
+
+
+def build_app(service: ServiceInfo, settings: ServiceSettings) -> FastAPI:
+    factory = load_object(service.factory)
+    return cast(FastAPI, factory(settings))  # type: ignore[operator]
+
+
+def ensure_port_free(host: str, port: int) -> None:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError as exc:
+            raise PortInUse(f"port {port} on {host} is already in use ({exc.strerror})") from None
+
+
+class DrainingServer(uvicorn.Server):
+    def __init__(self, config: uvicorn.Config, health: Health, drain_seconds: float) -> None:
+        super().__init__(config)
+        self.health = health
+        self.drain_seconds = drain_seconds
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        if self.health.draining or self.drain_seconds <= 0:
+            self.health.draining = True
+            super().handle_exit(sig, frame)
+            return
+        self.health.draining = True
+        asyncio.get_running_loop().call_later(self.drain_seconds, super().handle_exit, sig, frame)
+
+
+def serve(service: ServiceInfo, *, host: str, port: int, settings: ServiceSettings | None = None) -> None:
+    settings = settings or load_settings(service)
+    ensure_port_free(host, port)
+    app = build_app(service, settings)
+    config = uvicorn.Config(
+        app,
+        host=host,
+        port=port,
+        loop="auto",  # uvloop when installed
+        http="auto",  # httptools when installed
+        lifespan="on",
+        access_log=False,  # RequestContextMiddleware logs one structured line per request
+        log_config=None,  # structlog is configured by the app factory
+        proxy_headers=True,
+        forwarded_allow_ips=os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1"),
+        timeout_keep_alive=30,
+        timeout_graceful_shutdown=int(os.environ.get(GRACEFUL_TIMEOUT_ENV, DEFAULT_GRACEFUL_TIMEOUT)),
+        server_header=False,
+    )
+    health = cast(Health, app.state.health)
+    DrainingServer(config, health, settings.shutdown_drain_seconds).run()

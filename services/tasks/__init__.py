@@ -1,0 +1,1 @@
+"""The tasks service: the seed's workload (task listing and creation), with an outbox."""

@@ -1,0 +1,60 @@
+"""Request and response models: TaskBase -> TaskCreate / TaskUpdate / TaskPublic."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Annotated
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
+
+from services.tasks.models import Priority, Status
+
+
+def _no_nul(value: str) -> str:
+    # PostgreSQL text cannot hold NUL; reject it here as bad input instead of a 500 later.
+    if "\x00" in value:
+        raise ValueError("must not contain NUL characters")
+    return value
+
+
+Title = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200), AfterValidator(_no_nul)]
+Description = Annotated[str, StringConstraints(max_length=5000), AfterValidator(_no_nul)]
+
+
+class TaskBase(BaseModel):
+    title: Title
+    description: Description | None = None
+    priority: Priority = Priority.medium
+
+
+class TaskCreate(TaskBase):
+    model_config = ConfigDict(
+        extra="forbid", json_schema_extra={"examples": [{"title": "Ship it", "priority": "high"}]}
+    )
+
+
+class TaskUpdate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    title: Title | None = None
+    description: Description | None = None
+    priority: Priority | None = None
+    status: Status | None = None
+
+
+class TaskPublic(TaskBase):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: uuid.UUID
+    status: Status
+    created_at: datetime
+    updated_at: datetime
+
+
+class TasksPublic(BaseModel):
+    data: list[TaskPublic]
+    #: Items in this page.
+    count: int
+    #: Pass as ``cursor`` to get the next page; null on the last page.
+    next_cursor: str | None = Field(default=None)
