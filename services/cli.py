@@ -35,9 +35,11 @@ def up(
     database_url: Annotated[str, typer.Option(envvar="FLOTILLA_DATABASE_URL",
                                               help="PostgreSQL server URL; one database per service is created")] = "",
     redis_url: Annotated[str, typer.Option(envvar="FLOTILLA_REDIS_URL", help="Redis URL (cache, events)")] = "",
+    port_offset: Annotated[int, typer.Option(help="add this to every service's port (8000 + offset, ...)")] = 0,
 ) -> None:
     """Run the whole stack locally, each service in its own process."""
-    stack = Stack(host=host, data_dir=data_dir, database_url=database_url, redis_url=redis_url)
+    stack = Stack(host=host, data_dir=data_dir, database_url=database_url, redis_url=redis_url,
+                  port_offset=port_offset)
     try:
         stack.start()
         took = stack.wait_ready()

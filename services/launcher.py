@@ -65,11 +65,16 @@ class Stack:
     data_dir: Path = Path(".flotilla")
     database_url: str = ""
     redis_url: str = ""
+    #: Shift every catalog port by this much (run a second stack, or tests, side by side).
+    port_offset: int = 0
     services: list[ServiceInfo] = field(default_factory=available_services)
     processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
 
+    def port(self, service: ServiceInfo) -> int:
+        return service.local_port + self.port_offset
+
     def url(self, service: ServiceInfo) -> str:
-        return f"http://{self.host}:{service.local_port}"
+        return f"http://{self.host}:{self.port(service)}"
 
     def env_for(self, service: ServiceInfo) -> dict[str, str]:
         prefix = catalog.env_prefix(service.name)
@@ -96,10 +101,10 @@ class Stack:
     def check_ports(self) -> None:
         for service in self.services:
             try:
-                ensure_port_free(self.host, service.local_port)
+                ensure_port_free(self.host, self.port(service))
             except PortInUse as exc:
                 raise LaunchError(f"cannot start {service.name}: {exc}. Stop whatever uses it "
-                                  f"(`ss -ltnp 'sport = :{service.local_port}'`) and try again.") from None
+                                  f"(`ss -ltnp 'sport = :{self.port(service)}'`) and try again.") from None
 
     def start(self) -> None:
         self.check_ports()
@@ -107,17 +112,31 @@ class Stack:
             asyncio.run(ensure_databases(self.database_url, self.services))
         (self.data_dir / "logs").mkdir(parents=True, exist_ok=True)
         for service in self.services:
-            log = self.log_path(service).open("ab")
+            self.start_one(service)
+
+    def start_one(self, service: ServiceInfo) -> None:
+        with self.log_path(service).open("ab") as log:
             self.processes[service.name] = subprocess.Popen(  # noqa: S603 - our own interpreter and args
                 [sys.executable, "-m", "services.cli", "serve", service.name,
-                 "--host", self.host, "--port", str(service.local_port)],
+                 "--host", self.host, "--port", str(self.port(service))],
                 env=self.env_for(service), stdout=log, stderr=subprocess.STDOUT,
                 start_new_session=True,  # Ctrl-C reaches the launcher only; it stops children in order
             )
 
-    def wait_ready(self, timeout: float = 60.0) -> float:
+    def stop_one(self, service: ServiceInfo, *, sig: int = signal.SIGTERM, timeout: float = 15.0) -> int:
+        """Stop one service (SIGTERM: graceful; SIGKILL: a crash). Returns its exit code."""
+        process = self.processes.pop(service.name)
+        if process.poll() is None:
+            process.send_signal(sig)
+        try:
+            return process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            return process.wait()
+
+    def wait_ready(self, timeout: float = 60.0, services: list[ServiceInfo] | None = None) -> float:
         started = time.monotonic()
-        pending = {s.name: s for s in self.services}
+        pending = {s.name: s for s in (services or self.services)}
         with httpx.Client(timeout=1.0) as client:
             while pending:
                 for name, service in list(pending.items()):
