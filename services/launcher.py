@@ -89,9 +89,11 @@ class Stack:
             env[f"{prefix}DATABASE_URL"] = per_service_database_url(self.database_url, service.name)
         if self.redis_url:
             env[f"{prefix}REDIS_URL"] = self.redis_url
-        if service is catalog.GATEWAY:
-            for backend in catalog.BACKENDS:
-                env[f"{prefix}{backend.name.upper()}_URL"] = self.url(backend)
+        # Where every other service is: the gateway routes to them, tasks' relay posts
+        # events to data without Redis. Settings ignore the ones they do not declare.
+        for other in catalog.BACKENDS:
+            if other is not service:
+                env[f"{prefix}{other.name.upper()}_URL"] = self.url(other)
         # What the user exported wins over our defaults (12-factor).
         return {**env, **os.environ}
 

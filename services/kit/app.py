@@ -61,8 +61,13 @@ def create_service_app(
     routers: Sequence[APIRouter],
     migrations: Path | None = None,
     workers: Sequence[Worker] = (),
+    openapi_url: str | None = "/openapi.json",
 ) -> FastAPI:
-    """Build a Flotilla service: middleware, errors, health, metrics, pools, workers."""
+    """Build a Flotilla service: middleware, errors, health, metrics, pools, workers.
+
+    ``openapi_url=None`` turns off FastAPI's own schema and docs routes, for a service
+    (the gateway) that serves a document of its own at those paths.
+    """
     service = settings.service_name
     configure_logging(level=settings.log_level, json=settings.log_json, service=service)
     metrics = ServiceMetrics(service, VERSION)
@@ -81,7 +86,8 @@ def create_service_app(
             health.draining = True
             log.info("service_stopping")
 
-    app = FastAPI(title=title, description=description, version=VERSION, lifespan=lifespan)
+    app = FastAPI(title=title, description=description, version=VERSION, lifespan=lifespan,
+                  openapi_url=openapi_url)
     app.state.metrics = metrics
     app.state.health = health
     app.state.settings = settings

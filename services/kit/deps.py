@@ -17,7 +17,13 @@ def get_kit(request: Request) -> Kit:
     return cast(Kit, request.app.state.kit)
 
 
-KitDep = Annotated[Kit, Depends(get_kit)]
+# Dependencies are `async def` even when they do no I/O: FastAPI runs a sync dependency
+# in its thread pool, a thread hop (and GIL hand-over) on every request.
+async def _kit_dependency(request: Request) -> Kit:
+    return get_kit(request)
+
+
+KitDep = Annotated[Kit, Depends(_kit_dependency)]
 
 
 async def get_session(kit: KitDep) -> AsyncIterator[AsyncSession]:
@@ -25,7 +31,7 @@ async def get_session(kit: KitDep) -> AsyncIterator[AsyncSession]:
         yield session
 
 
-def get_cache(kit: KitDep) -> Cache:
+async def get_cache(kit: KitDep) -> Cache:
     return kit.cache
 
 

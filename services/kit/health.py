@@ -22,6 +22,9 @@ from fastapi.responses import JSONResponse
 from services.kit.metrics import ServiceMetrics
 
 CheckFn = Callable[[], Awaitable[None]]
+#: Extra fields for a check's entry in the report (e.g. a circuit breaker's state),
+#: added whether the check passed or not.
+DescribeFn = Callable[[], Awaitable[dict[str, Any]]]
 
 
 @dataclass(frozen=True)
@@ -32,6 +35,7 @@ class HealthCheck:
     #: only degrades the report (the service still serves, e.g. without its cache).
     critical: bool
     timeout_seconds: float = 2.0
+    describe: DescribeFn | None = None
 
 
 class Health:
@@ -41,10 +45,17 @@ class Health:
         self.checks: list[HealthCheck] = []
         self.draining = False
 
-    def add(self, name: str, check: CheckFn, *, critical: bool, timeout_seconds: float = 2.0) -> None:
-        self.checks.append(HealthCheck(name, check, critical, timeout_seconds))
+    def add(self, name: str, check: CheckFn, *, critical: bool, timeout_seconds: float = 2.0,
+            describe: DescribeFn | None = None) -> None:
+        self.checks.append(HealthCheck(name, check, critical, timeout_seconds, describe))
 
     async def _run_one(self, check: HealthCheck) -> dict[str, Any]:
+        result = await self._probe(check)
+        if check.describe is not None:
+            result.update(await check.describe())
+        return result
+
+    async def _probe(self, check: HealthCheck) -> dict[str, Any]:
         started = time.perf_counter()
         try:
             await asyncio.wait_for(check.check(), timeout=check.timeout_seconds)

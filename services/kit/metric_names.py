@@ -47,3 +47,25 @@ ALL: tuple[str, ...] = (
     ERRORS_TOTAL,
     SERVICE_INFO,
 )
+
+# --- Task events (tasks' outbox relay, data's consumer) ------------------------------
+# Exported only by the service that owns them, so they are not in ALL (which every
+# service exports); EVENTS lists them for dashboards and tests.
+#: Gauge; outbox rows not yet published (tasks). Growing = Redis/data unreachable.
+OUTBOX_BACKLOG = "flotilla_outbox_backlog"
+#: Gauge (seconds); age of the oldest unpublished outbox row, 0 when none (tasks).
+OUTBOX_OLDEST_AGE_SECONDS = "flotilla_outbox_oldest_age_seconds"
+#: Counter; labels: target (stream, http). Outbox rows published (tasks).
+OUTBOX_PUBLISHED_TOTAL = "flotilla_outbox_published_total"
+#: Counter; labels: result (applied, duplicate, invalid). Task events consumed (data).
+EVENTS_CONSUMED_TOTAL = "flotilla_events_consumed_total"
+#: Counter; labels: source (personalised, popular, none). Recommendation responses (data).
+RECOMMENDATIONS_TOTAL = "flotilla_recommendations_total"
+
+EVENTS: tuple[str, ...] = (
+    OUTBOX_BACKLOG,
+    OUTBOX_OLDEST_AGE_SECONDS,
+    OUTBOX_PUBLISHED_TOTAL,
+    EVENTS_CONSUMED_TOTAL,
+    RECOMMENDATIONS_TOTAL,
+)

@@ -79,7 +79,8 @@ class ServiceSettings(BaseSettings):
 
     @model_validator(mode="after")
     def _production_needs_servers(self) -> Self:
-        if self.environment == "production" and not self.database_url.get_secret_value():
+        owns_database = self.service_name not in {s.name for s in catalog.SERVICES if not s.has_database}
+        if self.environment == "production" and owns_database and not self.database_url.get_secret_value():
             raise ValueError(f"{self.env_prefix()}DATABASE_URL is required in production")
         return self
 

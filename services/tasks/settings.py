@@ -2,10 +2,33 @@
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import Annotated, ClassVar
 
+from pydantic import AfterValidator, Field, SecretStr
+
+from services.kit import catalog
+from services.kit.events import DEV_INTERNAL_TOKEN, TASK_EVENTS_STREAM, checked_stream_name
 from services.kit.settings import ServiceSettings
 
 
 class TasksSettings(ServiceSettings):
     service_name: ClassVar[str] = "tasks"
+
+    # --- outbox relay -----------------------------------------------------------------
+    #: Where events go without Redis (embedded mode): the data service's internal ingest.
+    data_url: str = f"http://127.0.0.1:{catalog.DATA.local_port}"
+    #: Shared with DATA_INTERNAL_TOKEN. The default is for development only.
+    internal_token: SecretStr = SecretStr(DEV_INTERNAL_TOKEN)
+    #: The Redis Stream events are published to (must keep the shared ACL prefix).
+    events_stream: Annotated[str, AfterValidator(checked_stream_name)] = TASK_EVENTS_STREAM
+    #: Approximate cap of the stream (XADD MAXLEN ~): Redis trims the oldest entries,
+    #: read or not, so size it above the events written during the longest consumer
+    #: outage to ride out (the default is days of the seed's workload).
+    events_stream_maxlen: int = Field(default=100_000, ge=1000)
+    relay_batch_size: int = Field(default=100, ge=1, le=1000)
+    #: How often an idle relay looks for new outbox rows.
+    relay_poll_seconds: float = Field(default=0.2, gt=0)
+    #: Upper bound of the jittered exponential back-off while Redis/data is down.
+    relay_backoff_max_seconds: float = Field(default=5.0, gt=0)
+    #: The "events" health check reports down when the oldest unpublished row is older.
+    relay_max_backlog_age_seconds: float = Field(default=60.0, gt=0)

@@ -2,37 +2,17 @@
 
 from __future__ import annotations
 
-import socket
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import pytest
 
-from services.kit import catalog
 from services.launcher import Stack
 from tests.support.servers import PostgresServer, RedisServer
+from tests.support.stack import PASSWORD, bearer, free_port_block, gateway, register_and_login
 
-PASSWORD = "correct-horse-battery-staple"
-
-
-def free_port_block() -> int:
-    """An offset such that every catalog port + offset is free on 127.0.0.1."""
-    ports = [s.local_port for s in catalog.SERVICES]
-    for _ in range(50):
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            offset = probe.getsockname()[1] - min(ports)
-        if offset <= 0 or max(ports) + offset > 65000:
-            continue
-        try:
-            for port in ports:
-                with socket.socket() as sock:
-                    sock.bind(("127.0.0.1", port + offset))
-        except OSError:
-            continue
-        return offset
-    raise RuntimeError("no free port block")
+# Shared with the chaos suite (tests/support/stack.py); re-exported for the e2e tests.
+__all__ = ["PASSWORD", "bearer", "embedded_stack", "free_port_block", "gateway", "real_stack", "register_and_login"]
 
 
 @pytest.fixture
@@ -57,20 +37,3 @@ def embedded_stack(tmp_path: Path) -> Iterator[Stack]:
         yield stack
     finally:
         stack.stop()
-
-
-def gateway(stack: Stack) -> httpx.Client:
-    return httpx.Client(base_url=stack.url(catalog.GATEWAY), timeout=10)
-
-
-def register_and_login(client: httpx.Client, email: str) -> dict[str, str]:
-    created = client.post("/api/v1/auth/register", json={"email": email, "password": PASSWORD})
-    assert created.status_code == 201, created.text
-    login = client.post("/api/v1/auth/login", json={"email": email, "password": PASSWORD})
-    assert login.status_code == 200, login.text
-    tokens: dict[str, str] = login.json()
-    return tokens
-
-
-def bearer(tokens: dict[str, str]) -> dict[str, str]:
-    return {"Authorization": f"Bearer {tokens['access_token']}"}

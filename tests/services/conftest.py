@@ -40,6 +40,8 @@ def service_env(
         "jwt_public_jwks": test_jwks(),
         "log_json": True,
         "migrate_on_start": True,
+        # Tasks' relay would otherwise post test events to a dev stack on :8004 (port 9: discard).
+        "data_url": "http://127.0.0.1:9",
         **extra,
     }
     if data_dir is not None:

@@ -20,8 +20,10 @@ from __future__ import annotations
 
 import atexit
 import copy
+import functools
 import hashlib
 import json
+import re
 import shutil
 import tempfile
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -31,10 +33,11 @@ from typing import Any
 
 import helm_python
 import jsonschema
-import kubernetes_validate
 import yaml
 from helm_python import _native
-from kubernetes_validate.utils import SchemaNotFoundError, all_versions
+from kubernetes_validate.utils import all_versions, major_minor, schema_contents
+from packaging.version import Version
+from referencing import Registry, Resource
 
 __all__ = [
     "DEFAULT_NAMESPACE",
@@ -112,12 +115,10 @@ def render_files(
     if kube_version:
         opts["kube_version"] = kube_version if kube_version.startswith("v") else f"v{kube_version}"
     with helm_python.Chart.load(_staged(chart_dir)) as chart:
-        chart.validate_schema(dict(values or {}))
         # Chart.render() does not expose api_versions/kube_version; the native call
-        # underneath accepts them in the same options document.
-        rendered = _native.call_string(
-            "helm_render", chart._raw(), json.dumps(dict(values or {})), json.dumps(opts)
-        )
+        # underneath accepts them in the same options document. It processes dependency
+        # aliases and validates values against every chart's schema, as install does.
+        rendered = _native.call_string("helm_render", chart._raw(), json.dumps(dict(values or {})), json.dumps(opts))
     files: dict[str, str] = json.loads(rendered)
     return files
 
@@ -160,11 +161,7 @@ def render(
 
 def find_all(objects: Iterable[Obj], kind: str, name: str | None = None) -> list[Obj]:
     """Every object of ``kind`` (and ``metadata.name``, if given)."""
-    return [
-        obj
-        for obj in objects
-        if obj["kind"] == kind and (name is None or obj["metadata"]["name"] == name)
-    ]
+    return [obj for obj in objects if obj["kind"] == kind and (name is None or obj["metadata"]["name"] == name)]
 
 
 def find(objects: Iterable[Obj], kind: str, name: str | None = None) -> Obj:
@@ -198,8 +195,7 @@ def lint(
         namespace=namespace,
         with_subcharts=True,
         kube_version=(
-            None if kube_version is None
-            else kube_version if kube_version.startswith("v") else f"v{kube_version}"
+            None if kube_version is None else kube_version if kube_version.startswith("v") else f"v{kube_version}"
         ),
     )
     findings = [
@@ -214,12 +210,14 @@ def lint(
 
 
 def validate_values(chart_dir: str | Path, values: Mapping[str, Any]) -> None:
-    """Check ``values`` against the chart's values.schema.json (merged with defaults).
+    """Check ``values`` against the values.schema.json of the chart and its subcharts.
 
-    Raises :class:`helm_python.HelmValuesError` naming the offending key.
+    Exactly what ``helm install`` checks (defaults merged, dependency aliases applied).
+    Raises :class:`helm_python.HelmValuesError` naming the chart and the offending key.
     """
-    with helm_python.Chart.load(_staged(chart_dir)) as chart:
-        chart.validate_schema(dict(values))
+    # Chart.validate_schema() ignores dependency aliases, so an umbrella chart's subchart
+    # values would be checked under the wrong key; rendering checks them as install does.
+    render_files(chart_dir, values)
 
 
 # --- object validation -------------------------------------------------------------------
@@ -284,19 +282,52 @@ def validate(
         if (api_version, kind) in custom:
             problems += _schema_problems(label, obj, custom[(api_version, kind)])
             continue
-        try:
-            kubernetes_validate.validate(obj, kube_version, strict=strict)
-        except kubernetes_validate.ValidationError as exc:
-            where = ".".join(str(p) for p in exc.path) or "<root>"
-            problems.append(f"{label} (k8s {exc.version}): {where}: {exc.message}")
-        except SchemaNotFoundError:
+        validator = _k8s_validator(kube_version, api_version, kind, strict)
+        if validator is None:
             if (api_version, kind) not in unknown_ok:
                 problems.append(f"{label}: no schema for {api_version} {kind} in k8s {kube_version}")
+            continue
+        version, checker = validator
+        for error in sorted(checker.iter_errors(obj), key=lambda e: list(map(str, e.path))):
+            where = ".".join(str(p) for p in error.path) or "<root>"
+            problems.append(f"{label} (k8s {version}): {where}: {error.message}")
     if problems:
         raise ManifestError(problems)
 
 
 # --- internals ---------------------------------------------------------------------------
+
+
+@functools.cache
+def _k8s_validator(
+    kube_version: str, api_version: str, kind: str, strict: bool
+) -> tuple[str, jsonschema.Draft202012Validator] | None:
+    """kubernetes-validate's schema for one kind, as a reusable validator (or None).
+
+    Same schema files and version resolution as ``kubernetes_validate.validate``, but the
+    large definitions document is loaded once per version instead of once per object.
+    """
+    wanted = major_minor(kube_version.removeprefix("v"))
+    candidates = [v for v in all_versions() if Version(major_minor(v)) <= Version(wanted)]
+    if not candidates:
+        raise ValueError(f"kubernetes-validate has no schemas for Kubernetes {kube_version}")
+    version = candidates[-1]
+    schema_dir = f"kubernetes-json-schema/v{version}-local" + ("-strict" if strict else "")
+    # rbac.authorization.k8s.io/v1 -> rbac-v1, apps/v1 -> apps-v1, v1 -> v1
+    group_version = re.sub(r"^([^./]*)(?:\.[^/]*)?/", r"\1-", api_version)
+    try:
+        schema = schema_contents(f"{schema_dir}/{kind.lower()}-{group_version}.json", version)
+    except FileNotFoundError:
+        return None
+    # Both documents carry their own $id ("/api/..."), which is what the $refs use.
+    registry: Registry[Any] = Resource.from_contents(schema) @ Registry()
+    registry = Resource.from_contents(_definitions(schema_dir, version)) @ registry
+    return major_minor(version), jsonschema.Draft202012Validator(schema, registry=registry)
+
+
+@functools.cache
+def _definitions(schema_dir: str, version: str) -> Any:
+    return schema_contents(f"{schema_dir}/_definitions.json", version)
 
 
 def _schema_problems(label: str, obj: Obj, schema: Obj) -> list[str]:

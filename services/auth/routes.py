@@ -1,0 +1,86 @@
+"""HTTP API of the auth service: /api/v1/auth/* and /.well-known/jwks.json."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from fastapi import APIRouter, Request, Response, status
+from fastapi.responses import JSONResponse
+
+from services.auth import crud
+from services.auth.deps import RuntimeDep
+from services.auth.models import User
+from services.auth.runtime import AuthRuntime
+from services.auth.schemas import Credentials, RefreshRequest, Registration, TokenPair, UserPublic
+from services.auth.tokens import access_token
+from services.kit.deps import SessionDep
+from services.kit.errors import Conflict, Unauthorized
+
+router = APIRouter(prefix="/api/v1/auth", tags=["auth"])
+jwks_router = APIRouter(tags=["auth"])
+
+#: One message for unknown email and wrong password alike: no account enumeration.
+BAD_CREDENTIALS = "invalid email or password"
+#: Also cap how often the JWKS endpoint re-reads the key table under a burst.
+JWKS_RELOAD_SECONDS = 1.0
+
+
+async def _token_pair(runtime: AuthRuntime, user: User, refresh_token: str) -> TokenPair:
+    await runtime.keys.refresh(runtime.settings.signing_keys_refresh_seconds)
+    token = access_token(user=user, key=runtime.keys.signer, settings=runtime.settings)
+    return TokenPair(access_token=token, refresh_token=refresh_token,
+                     expires_in=runtime.settings.access_token_ttl_seconds)
+
+
+def _refresh_ttl(runtime: AuthRuntime) -> timedelta:
+    return timedelta(seconds=runtime.settings.refresh_token_ttl_seconds)
+
+
+@router.post("/register", response_model=UserPublic, status_code=status.HTTP_201_CREATED,
+             summary="Create an account")
+async def register(body: Registration, session: SessionDep, runtime: RuntimeDep) -> UserPublic:
+    if await crud.get_user_by_email(session=session, email=body.email) is not None:
+        raise Conflict("an account with this email already exists")
+    password_hash = await runtime.passwords.hash(body.password)
+    user = await crud.create_user(session=session, email=body.email, password_hash=password_hash)
+    return UserPublic.model_validate(user)
+
+
+@router.post("/login", response_model=TokenPair, summary="Exchange email and password for tokens")
+async def login(body: Credentials, request: Request, session: SessionDep, runtime: RuntimeDep) -> TokenPair:
+    client = request.client.host if request.client else "unknown"
+    await runtime.throttle.attempt(email=body.email, client=client)
+    user = await crud.get_user_by_email(session=session, email=body.email)
+    # verify() runs even without a user (against a dummy hash): equal time either way.
+    matched = await runtime.passwords.verify(user.password_hash if user else None, body.password)
+    if user is None or not matched:
+        raise Unauthorized(BAD_CREDENTIALS)
+    if runtime.passwords.needs_rehash(user.password_hash):
+        # The cost parameters were raised since this hash was made; upgrade it while
+        # the password is at hand (the only moment it ever is).
+        await crud.set_password_hash(session=session, user=user,
+                                     password_hash=await runtime.passwords.hash(body.password))
+    await runtime.throttle.succeeded(email=body.email)
+    refresh_token = await crud.issue_refresh_token(session=session, user_id=user.id, ttl=_refresh_ttl(runtime))
+    return await _token_pair(runtime, user, refresh_token)
+
+
+@router.post("/refresh", response_model=TokenPair, summary="Trade a refresh token for a new pair (rotation)")
+async def refresh(body: RefreshRequest, session: SessionDep, runtime: RuntimeDep) -> TokenPair:
+    user, refresh_token = await crud.rotate_refresh_token(session=session, token=body.refresh_token,
+                                                          ttl=_refresh_ttl(runtime))
+    return await _token_pair(runtime, user, refresh_token)
+
+
+@router.post("/logout", status_code=status.HTTP_204_NO_CONTENT,
+             summary="Revoke a refresh token and every token rotated from the same login")
+async def logout(body: RefreshRequest, session: SessionDep) -> Response:
+    await crud.revoke_refresh_family(session=session, token=body.refresh_token)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+@jwks_router.get("/.well-known/jwks.json", summary="Public keys that verify access tokens")
+async def jwks(runtime: RuntimeDep) -> JSONResponse:
+    await runtime.keys.refresh(min(JWKS_RELOAD_SECONDS, runtime.settings.signing_keys_refresh_seconds))
+    return JSONResponse(runtime.keys.jwks(),
+                        headers={"Cache-Control": f"public, max-age={runtime.settings.jwks_max_age_seconds}"})

@@ -1,0 +1,53 @@
+"""Settings of the auth service (env prefix ``AUTH_``)."""
+
+from __future__ import annotations
+
+from typing import ClassVar, Literal
+
+from argon2.profiles import RFC_9106_LOW_MEMORY
+from limits import parse
+from pydantic import Field, SecretStr, field_validator
+
+from services.kit.settings import ServiceSettings
+
+
+class AuthSettings(ServiceSettings):
+    service_name: ClassVar[str] = "auth"
+
+    #: Lifetime of an access JWT. Short, because an access token cannot be revoked.
+    access_token_ttl_seconds: int = Field(default=900, ge=30, le=86_400)
+    #: Lifetime of a refresh token (each use rotates it, so this is the idle limit).
+    refresh_token_ttl_seconds: int = Field(default=30 * 86_400, ge=60)
+
+    #: Private JWKS (``{"keys": [...]}``, EC P-256 or RSA, each with ``kid`` and ``d``),
+    #: as a Kubernetes Secret supplies it. The first key signs; the others stay
+    #: published so tokens they signed keep verifying during a rotation.
+    #: Empty: keys are generated on first start and kept in auth's own database.
+    #: Make one with ``python -c "from services.auth.key_material import new_key, private_jwks;
+    #: print(private_jwks(new_key('ES256')))"``.
+    signing_keys: SecretStr = SecretStr("")
+    #: Algorithm of generated keys (ES256 signs and verifies faster than RS256).
+    signing_algorithm: Literal["ES256", "RS256"] = "ES256"
+    #: How often a replica re-reads the key table, to follow a rotation done elsewhere.
+    signing_keys_refresh_seconds: float = Field(default=30.0, ge=0)
+    #: Cache-Control max-age of /.well-known/jwks.json. Verifiers refetch on an unknown
+    #: ``kid`` anyway, so this only bounds how long a retired key lingers in caches.
+    jwks_max_age_seconds: int = Field(default=300, ge=0)
+
+    # argon2id cost; defaults are RFC 9106's "low memory" profile (argon2-cffi's own).
+    password_hash_time_cost: int = Field(default=RFC_9106_LOW_MEMORY.time_cost, ge=1)
+    password_hash_memory_kib: int = Field(default=RFC_9106_LOW_MEMORY.memory_cost, ge=8 * 1024)
+    password_hash_parallelism: int = Field(default=RFC_9106_LOW_MEMORY.parallelism, ge=1)
+    #: Hashes computed at once; each holds ``password_hash_memory_kib`` of RAM, so this
+    #: caps memory as well as CPU under a burst of logins.
+    password_hash_concurrency: int = Field(default=4, ge=1)
+
+    #: Failed-login budgets (``limits`` notation), per account and per client address.
+    login_limit_per_account: str = "5/minute"
+    login_limit_per_ip: str = "20/minute"
+
+    @field_validator("login_limit_per_account", "login_limit_per_ip")
+    @classmethod
+    def _parseable_limit(cls, value: str) -> str:
+        parse(value)  # raises ValueError on anything but "<count>/<period>"
+        return value

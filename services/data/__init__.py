@@ -1,0 +1,1 @@
+"""The data service: consumes task events, serves per-user stats and recommendations."""

@@ -1,0 +1,48 @@
+"""Response models of the data service."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+from services.kit.events import TaskPriority, TaskStatus
+
+
+class StatsPublic(BaseModel):
+    user_id: str
+    #: Tasks ever created (deleted ones included).
+    created: int
+    #: Live tasks not done (todo + in_progress).
+    open: int
+    #: Live tasks done.
+    done: int
+    deleted: int
+    #: Live tasks per priority / per status.
+    by_priority: dict[TaskPriority, int]
+    by_status: dict[TaskStatus, int]
+
+
+class Recommendation(BaseModel):
+    title: str
+    #: One of the caller's own open tasks (personalised); null for popular titles.
+    task_id: uuid.UUID | None = None
+    priority: TaskPriority | None = None
+    #: How many users have a task with this title (popular only).
+    users: int | None = None
+
+
+class RecommendationsPublic(BaseModel):
+    user_id: str
+    #: Which step answered: personalised, popular, or none of them.
+    source: Literal["personalised", "popular", "none"]
+    #: True unless the answer is personalised.
+    fallback: bool
+    recommendations: list[Recommendation] = Field(default_factory=list)
+
+
+class IngestResult(BaseModel):
+    applied: int
+    duplicates: int
+    invalid: int

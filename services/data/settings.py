@@ -1,0 +1,55 @@
+"""Settings of the data service (env prefix ``DATA_``)."""
+
+from __future__ import annotations
+
+import os
+import socket
+from typing import Annotated, ClassVar
+
+from pydantic import AfterValidator, Field, SecretStr
+
+from services.kit.events import DEV_INTERNAL_TOKEN, TASK_EVENTS_STREAM, checked_stream_name
+from services.kit.settings import ServiceSettings
+
+
+class DataSettings(ServiceSettings):
+    service_name: ClassVar[str] = "data"
+
+    # --- task events --------------------------------------------------------------------
+    #: Shared with TASKS_INTERNAL_TOKEN; guards the internal ingest (embedded mode).
+    #: The default is for development only: in production the ingest stays closed
+    #: until a real token is set.
+    internal_token: SecretStr = SecretStr(DEV_INTERNAL_TOKEN)
+    #: The Redis Stream to consume (must keep the shared ACL prefix).
+    events_stream: Annotated[str, AfterValidator(checked_stream_name)] = TASK_EVENTS_STREAM
+    #: Consumer name in the group; empty means ``<hostname>-<pid>`` (unique per pod).
+    consumer_name: str = ""
+    consumer_batch_size: int = Field(default=100, ge=1, le=1000)
+    #: XREADGROUP BLOCK: how long one read waits for new entries.
+    consumer_block_ms: int = Field(default=2000, ge=10)
+    #: Pending entries idle this long belong to a consumer that died: claim them.
+    consumer_claim_idle_ms: int = Field(default=60_000, ge=1)
+    #: How often to look for such entries (also done once on start).
+    consumer_claim_interval_seconds: float = Field(default=30.0, gt=0)
+    consumer_backoff_max_seconds: float = Field(default=5.0, gt=0)
+    #: Event ids are remembered this long for de-duplication; redeliveries come within
+    #: minutes, so a week is generous while keeping the table bounded.
+    processed_events_retention_days: int = Field(default=7, ge=1)
+
+    # --- recommendations ------------------------------------------------------------------
+    #: Time budget of each step (personalised, popular) before falling back.
+    recommendations_timeout_seconds: float = Field(default=0.2, gt=0)
+    recommendations_limit: int = Field(default=10, ge=1, le=100)
+    #: A title is shown as "popular" only when at least this many users have it, so
+    #: popular items never reveal one user's task to another.
+    popular_min_users: int = Field(default=3, ge=1)
+    popular_cache_ttl_seconds: int = Field(default=60, ge=1)
+
+    @property
+    def ingest_enabled(self) -> bool:
+        token = self.internal_token.get_secret_value()
+        return bool(token) and not (self.environment == "production" and token == DEV_INTERNAL_TOKEN)
+
+    @property
+    def effective_consumer_name(self) -> str:
+        return self.consumer_name or f"{socket.gethostname()}-{os.getpid()}"

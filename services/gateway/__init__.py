@@ -1,0 +1,1 @@
+"""The gateway: the only public entry. Verifies tokens, rate limits, routes to services."""

@@ -1,0 +1,98 @@
+"""The task-event contract between the tasks service (producer) and data (consumer).
+
+One source of truth for:
+
+- ``TaskEvent``: what ``services/tasks/crud.py`` writes into ``OutboxEvent.payload``
+  and what data applies (a test checks the two agree);
+- the Redis Stream (``TASK_EVENTS_STREAM``) and its consumer group (``DATA_GROUP``),
+  with the entry fields ``event_id``, ``type`` and ``payload`` (the event as JSON);
+- the internal HTTP ingest used instead of the stream when there is no Redis
+  (embedded mode): ``POST INGEST_PATH`` with ``{"events": [...]}`` and the shared
+  token in ``INTERNAL_TOKEN_HEADER``.
+
+Redis ACLs: every event stream lives under ``EVENT_STREAM_PREFIX``
+(``flotilla:events:``), outside any one service's own key prefix. The operator grants
+that prefix to the producer's and the consumer's ACL users (``~flotilla:events:*``)
+in addition to their own prefix, so a stream name must always start with it.
+
+Delivery is at least once (the relay may publish an event again after a failure
+between publish and marking the outbox row), so consumers are idempotent by
+``event_id``.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Mapping
+from typing import Any, Literal
+
+import orjson
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+
+#: Every event stream's key starts with this; the operator's Redis ACLs grant it.
+EVENT_STREAM_PREFIX = "flotilla:events:"
+#: The stream of task events: tasks' relay XADDs, data's consumer group reads.
+TASK_EVENTS_STREAM = f"{EVENT_STREAM_PREFIX}tasks"
+#: The consumer group of the data service on TASK_EVENTS_STREAM.
+DATA_GROUP = "data"
+
+#: Internal ingest endpoint of the data service (embedded mode, no Redis). Never
+#: routed by the gateway and left out of the OpenAPI document.
+INGEST_PATH = "/internal/v1/events"
+INTERNAL_TOKEN_HEADER = "X-Flotilla-Internal-Token"  # noqa: S105 - a header name, not a secret
+#: Development default of TASKS_INTERNAL_TOKEN / DATA_INTERNAL_TOKEN. It is public
+#: (it is in this file), so in production data refuses ingest while it is in use.
+DEV_INTERNAL_TOKEN = "dev-only-internal-token-not-a-secret"  # noqa: S105 - documented dev default
+
+TaskEventType = Literal["task.created", "task.updated", "task.deleted"]
+# Copies of the tasks service's enums (kit must not import a service); a test pins them.
+TaskPriority = Literal["low", "medium", "high"]
+TaskStatus = Literal["todo", "in_progress", "done"]
+
+
+class TaskEvent(BaseModel):
+    """One change of a task, with the task's state after the change.
+
+    ``task.deleted`` carries the state the task had when it was deleted.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    event_id: uuid.UUID
+    type: TaskEventType
+    task_id: uuid.UUID
+    owner_id: str = Field(min_length=1, max_length=64)
+    priority: TaskPriority
+    status: TaskStatus
+    title: str = Field(max_length=200)
+    occurred_at: AwareDatetime
+
+
+class TaskEventBatch(BaseModel):
+    """Body of the internal ingest. Items are validated one by one by the receiver, so
+    one malformed event is skipped instead of blocking every event behind it."""
+
+    events: list[dict[str, Any]] = Field(max_length=1000)
+
+
+def stream_fields(payload: Mapping[str, Any]) -> dict[str, str]:
+    """Fields of the stream entry for an event payload (a TaskEvent as JSON)."""
+    return {
+        "event_id": str(payload["event_id"]),
+        "type": str(payload["type"]),
+        "payload": orjson.dumps(payload).decode(),  # orjson writes UUIDs and datetimes itself
+    }
+
+
+def from_stream_fields(fields: Mapping[str, str]) -> TaskEvent:
+    """The event of a stream entry; ``KeyError`` or ``pydantic.ValidationError`` for an
+    entry that is not one."""
+    return TaskEvent.model_validate_json(fields["payload"])
+
+
+
+def checked_stream_name(name: str) -> str:
+    """Settings validator: a stream outside EVENT_STREAM_PREFIX would fail on ACLs."""
+    if not name.startswith(EVENT_STREAM_PREFIX) or name == EVENT_STREAM_PREFIX:
+        raise ValueError(f"an event stream name must start with {EVENT_STREAM_PREFIX!r}")
+    return name

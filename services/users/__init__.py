@@ -1,0 +1,1 @@
+"""The users service: the caller's own profile, created on first use."""

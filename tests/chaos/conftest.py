@@ -1,0 +1,168 @@
+"""One stack for the whole chaos suite, on PostgreSQL and Redis servers of its own.
+
+The servers are separate from the session ones because these tests stop them; the
+stack is shared (starting five services costs seconds) and every test begins by
+waiting until it is calm again (`calm_stack`), so a test never inherits an outage.
+
+Size: ``FLOTILLA_CHAOS=full`` (``make chaos``) runs longer loads and more fuzz examples;
+the default is the bounded version ``make test`` runs.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from services.kit import catalog
+from tests.support.servers import PostgresServer, RedisServer, wait_for_port
+from tests.support.stack import TunedStack, free_port_block
+
+FULL = os.environ.get("FLOTILLA_CHAOS", "").lower() == "full"
+#: Never logged by anything we run; the secrets test scans the logs for it.
+REDIS_PASSWORD = "chaos-redis-password-must-not-leak"
+
+#: Tuning that makes recoveries happen within a test's patience; none changes behaviour.
+STACK_ENV = {
+    # all test traffic comes from 127.0.0.1: the per-IP limit would throttle the load itself
+    "GATEWAY_RATE_LIMIT_PER_IP": "100000/second",
+    # a per-minute limit that one user can exceed on purpose (Redis-outage test)
+    "GATEWAY_RATE_LIMIT_PER_USER": "1000/second;600/minute",
+    "GATEWAY_RATE_LIMIT_REDIS_RETRY_SECONDS": "1",
+    "GATEWAY_BREAKER_RECOVERY_SECONDS": "2",
+    "GATEWAY_OPENAPI_RETRY_SECONDS": "0",
+    "TASKS_RELAY_BACKOFF_MAX_SECONDS": "1",
+    "DATA_CONSUMER_BACKOFF_MAX_SECONDS": "1",
+    "DATA_CONSUMER_BLOCK_MS": "500",
+    # a restarted data service takes over a dead consumer's entries after 2 s idle
+    "DATA_CONSUMER_CLAIM_IDLE_MS": "2000",
+    "DATA_CONSUMER_CLAIM_INTERVAL_SECONDS": "1",
+    "FLOTILLA_GRACEFUL_TIMEOUT": "10",
+}
+
+
+@dataclass
+class Scale:
+    """How much traffic a scenario sends (bounded in CI, more with FLOTILLA_CHAOS=full)."""
+
+    workers: int = 8
+    outage_seconds: float = 3.0
+    fuzz_examples: int = 15
+
+    @classmethod
+    def current(cls) -> Scale:
+        return cls(workers=16, outage_seconds=10.0, fuzz_examples=50) if FULL else cls()
+
+
+@dataclass
+class DurableRedisServer(RedisServer):
+    """Redis as a stream must run in production: append-only file, password required.
+
+    Without persistence a restart loses every event already in the stream and not yet
+    consumed; the outage tests restart Redis, so it persists like a real deployment.
+    """
+
+    password: str = REDIS_PASSWORD
+
+    @property
+    def url(self) -> str:
+        return f"redis://:{self.password}@127.0.0.1:{self.port}/0"
+
+    def start(self) -> None:
+        binary = shutil.which("redis-server") or "/usr/bin/redis-server"
+        log = (self.root / "server.log").open("ab")
+        self.process = subprocess.Popen(
+            [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(self.root),
+             "--save", "", "--appendonly", "yes", "--appendfsync", "always",
+             "--requirepass", self.password],
+            stdout=log, stderr=subprocess.STDOUT,
+        )
+        wait_for_port(self.port)
+
+
+@pytest.fixture(scope="session")
+def scale() -> Scale:
+    return Scale.current()
+
+
+@pytest.fixture(scope="session")
+def chaos_postgres() -> Iterator[PostgresServer]:
+    server = PostgresServer()
+    server.start()
+    try:
+        yield server
+    finally:
+        server.cleanup()
+
+
+@pytest.fixture(scope="session")
+def chaos_redis() -> Iterator[DurableRedisServer]:
+    server = DurableRedisServer()
+    server.start()
+    try:
+        yield server
+    finally:
+        server.cleanup()
+
+
+@pytest.fixture(scope="session")
+def chaos_stack(chaos_postgres: PostgresServer, chaos_redis: DurableRedisServer,
+                tmp_path_factory: pytest.TempPathFactory) -> Iterator[TunedStack]:
+    stack = TunedStack(data_dir=tmp_path_factory.mktemp("chaos-stack"),
+                       database_url=chaos_postgres.dsn("postgres", driver="postgresql"),
+                       redis_url=chaos_redis.url, port_offset=free_port_block(), extra_env=STACK_ENV)
+    try:
+        stack.start()
+        stack.wait_ready(timeout=90)
+        yield stack
+    finally:
+        stack.stop()
+
+
+def eventually(check: Callable[[], Any], *, timeout: float = 30.0, interval: float = 0.1) -> Any:
+    """Poll ``check`` until it returns something truthy; fail after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while time.monotonic() < deadline:
+        last = check()
+        if last:
+            return last
+        time.sleep(interval)
+    raise AssertionError(f"condition not met within {timeout}s; last value: {last!r}")
+
+
+def _calm(stack: TunedStack) -> bool:
+    """Every service ready and the gateway healthy (every upstream reachable, breakers closed)."""
+    try:
+        with httpx.Client(timeout=3) as client:
+            for service in stack.services:
+                if client.get(f"{stack.url(service)}/health/ready").status_code != 200:
+                    return False
+            report = client.get(f"{stack.url(catalog.GATEWAY)}/health").json()
+    except httpx.HTTPError:
+        return False
+    return report["status"] == "healthy" and all(c.get("breaker", "closed") == "closed"
+                                                 for c in report["checks"].values())
+
+
+@pytest.fixture
+def calm_stack(chaos_stack: TunedStack) -> TunedStack:
+    """The shared stack once it has recovered from whatever the previous test did."""
+    for service in chaos_stack.services:
+        if service.name not in chaos_stack.processes:  # a test crashed it and failed before restarting it
+            chaos_stack.start_one(service)
+    chaos_stack.wait_ready(timeout=60)
+    eventually(lambda: _calm(chaos_stack), timeout=60, interval=0.2)
+    return chaos_stack
+
+
+def log_dir(stack: TunedStack) -> Path:
+    return stack.data_dir / "logs"

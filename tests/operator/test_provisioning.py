@@ -1,0 +1,101 @@
+"""Apply a ServiceSpec → database, Redis user, dashboards, Secrets and a Ready status."""
+
+from __future__ import annotations
+
+import asyncpg
+import pytest
+import redis.asyncio as aioredis
+import redis.exceptions
+
+from tests.operator.harness import Cluster
+
+pytestmark = [pytest.mark.postgres, pytest.mark.redis]
+
+
+async def test_apply_makes_everything_ready(cluster: Cluster, operator, namespace: str, name: str) -> None:
+    await cluster.apply(namespace, name)
+    obj = await cluster.wait_phase(namespace, name, "Ready")
+    status = obj["status"]
+    assert status["observedGeneration"] == 1
+    conditions = {c["type"]: c for c in status["conditions"]}
+    assert set(conditions) == {"DatabaseReady", "RedisReady", "DashboardsReady", "Ready"}
+    for cond in conditions.values():
+        assert cond["status"] == "True", cond
+        assert cond["observedGeneration"] == 1
+        assert cond["lastTransitionTime"].endswith("Z")
+    assert status["database"] == {"name": name.replace("-", "_"), "secretName": f"{name}-database"}
+    assert status["redis"]["secretName"] == f"{name}-redis"
+    assert status["dashboards"]["configMapName"] == f"{name}-dashboard"
+
+
+async def test_database_url_works(cluster: Cluster, operator, namespace: str, name: str) -> None:
+    await cluster.apply(namespace, name)
+    await cluster.wait_phase(namespace, name, "Ready")
+    secret = await cluster.secret(namespace, f"{name}-database")
+    assert secret is not None
+    assert set(secret) == {"DATABASE_URL", "host", "port", "user", "password", "dbname"}
+    conn = await asyncpg.connect(secret["DATABASE_URL"])
+    try:
+        await conn.execute("CREATE TABLE tasks (id serial PRIMARY KEY, title text NOT NULL)")
+        await conn.execute("INSERT INTO tasks (title) VALUES ($1)", "hello")
+        assert await conn.fetchval("SELECT title FROM tasks") == "hello"
+        assert await conn.fetchval("SELECT rolsuper OR rolcreaterole OR rolcreatedb FROM pg_roles"
+                                   " WHERE rolname = current_user") is False
+    finally:
+        await conn.close()
+
+
+async def test_public_cannot_connect_to_the_database(cluster: Cluster, operator, namespace: str,
+                                                     name: str, postgres_server) -> None:
+    other = f"{name}-other"
+    await cluster.apply(namespace, name)
+    await cluster.apply(namespace, other)
+    await cluster.wait_phase(namespace, name, "Ready")
+    await cluster.wait_phase(namespace, other, "Ready")
+    mine = await cluster.secret(namespace, f"{name}-database")
+    theirs = await cluster.secret(namespace, f"{other}-database")
+    assert mine
+    assert theirs
+    # The other service's role may log in, but not into this service's database.
+    url = theirs["DATABASE_URL"].rsplit("/", 1)[0] + "/" + mine["dbname"]
+    with pytest.raises(asyncpg.InsufficientPrivilegeError):
+        await asyncpg.connect(url)
+
+
+async def test_redis_user_is_confined_to_its_prefix(cluster: Cluster, operator, namespace: str,
+                                                    name: str) -> None:
+    await cluster.apply(namespace, name)
+    await cluster.wait_phase(namespace, name, "Ready")
+    secret = await cluster.secret(namespace, f"{name}-redis")
+    assert secret is not None
+    prefix = secret["keyPrefix"]
+    assert prefix == f"{name}:"
+    client = aioredis.Redis.from_url(secret["REDIS_URL"])
+    try:
+        await client.set(f"{prefix}k", "v", ex=60)
+        assert await client.get(f"{prefix}k") == b"v"
+        assert await client.expire(f"{prefix}k", 30)
+        assert [k async for k in client.scan_iter(match=f"{prefix}*")] == [f"{prefix}k".encode()]
+        await client.xadd(f"{prefix}events", {"a": "1"})
+        await client.xgroup_create(f"{prefix}events", "g", id="0")
+        entries = await client.xreadgroup("g", "c", {f"{prefix}events": ">"}, count=1)
+        (_, [(entry_id, _)]), = entries
+        assert await client.xack(f"{prefix}events", "g", entry_id) == 1
+        await client.xautoclaim(f"{prefix}events", "g", "c", min_idle_time=0)
+        assert await client.eval("return redis.call('GET', KEYS[1])", 1, f"{prefix}k") == b"v"
+        sha = await client.script_load("return 1")
+        assert await client.evalsha(sha, 0) == 1
+        assert await client.delete(f"{prefix}k") == 1
+        for forbidden in (
+            client.set("other:k", "v"),
+            client.get("other:k"),
+            client.keys("*"),
+            client.flushall(),
+            client.flushdb(),
+            client.config_get("*"),
+            client.execute_command("ACL", "LIST"),
+        ):
+            with pytest.raises(redis.exceptions.NoPermissionError):
+                await forbidden
+    finally:
+        await client.aclose()

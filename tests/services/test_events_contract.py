@@ -1,0 +1,84 @@
+"""The task-event contract: what tasks writes is what kit.events describes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import get_args
+
+import pytest
+from pydantic import ValidationError
+from sqlalchemy import select
+
+from services.data.settings import DataSettings
+from services.kit.events import (
+    DEV_INTERNAL_TOKEN,
+    EVENT_STREAM_PREFIX,
+    TASK_EVENTS_STREAM,
+    TaskEvent,
+    TaskPriority,
+    TaskStatus,
+    from_stream_fields,
+    stream_fields,
+)
+from services.tasks.models import OutboxEvent, Priority, Status
+from services.tasks.settings import TasksSettings
+from tests.services.conftest import running
+from tests.support.events import event, outbox_state, tasks_app
+from tests.support.servers import free_port
+from tests.support.tokens import auth_header
+
+
+def test_kit_literals_match_the_tasks_enums() -> None:
+    assert get_args(TaskPriority) == tuple(p.value for p in Priority)
+    assert get_args(TaskStatus) == tuple(s.value for s in Status)
+
+
+def test_stream_name_keeps_the_shared_acl_prefix() -> None:
+    assert TASK_EVENTS_STREAM.startswith(EVENT_STREAM_PREFIX)
+    assert TasksSettings(events_stream=f"{EVENT_STREAM_PREFIX}other").events_stream.endswith("other")
+    for bad in ("tasks:events", EVENT_STREAM_PREFIX):
+        with pytest.raises(ValidationError):
+            TasksSettings(events_stream=bad)
+        with pytest.raises(ValidationError):
+            DataSettings(events_stream=bad)
+
+
+def test_stream_fields_round_trip() -> None:
+    payload = event("alice", type="task.updated", status="done")
+    fields = stream_fields(payload)
+    assert fields["event_id"] == payload["event_id"]
+    assert fields["type"] == "task.updated"
+    assert from_stream_fields(fields) == TaskEvent.model_validate(payload)
+
+
+def test_production_never_accepts_the_development_token() -> None:
+    production = {"environment": "production", "database_url": "postgresql://u:p@db/data"}
+    assert not DataSettings(**production).ingest_enabled
+    assert DataSettings(**production, internal_token="a-real-secret").ingest_enabled
+    assert DataSettings(internal_token=DEV_INTERNAL_TOKEN).ingest_enabled  # development default
+
+
+async def test_outbox_payloads_are_task_events_and_wait_while_data_is_away(tmp_path: Path) -> None:
+    """Every write's outbox payload validates against the contract; with the data
+    service unreachable the rows stay unpublished and the writes still succeed."""
+    app = tasks_app(database_url=f"sqlite+aiosqlite:///{tmp_path / 'tasks.db'}", data_dir=tmp_path,
+                    data_url=f"http://127.0.0.1:{free_port()}")
+    alice = auth_header("alice")
+    async with running(app) as client:
+        created = await client.post("/api/v1/tasks", json={"title": "Plan", "priority": "high"}, headers=alice)
+        assert created.status_code == 201
+        task_id = created.json()["id"]
+        patched = await client.patch(f"/api/v1/tasks/{task_id}", json={"status": "done"}, headers=alice)
+        assert patched.status_code == 200
+        assert (await client.delete(f"/api/v1/tasks/{task_id}", headers=alice)).status_code == 204
+
+        async with app.state.kit.database.session() as session:
+            rows = list(await session.scalars(select(OutboxEvent).order_by(OutboxEvent.created_at)))
+        events = [TaskEvent.model_validate(row.payload) for row in rows]
+        assert [e.type for e in events] == ["task.created", "task.updated", "task.deleted"]
+        assert {str(e.task_id) for e in events} == {task_id}
+        assert [e.status for e in events] == ["todo", "done", "done"]
+        assert all(str(e.event_id) == str(row.id) for e, row in zip(events, rows, strict=True))
+        assert await outbox_state(app) == {"published": 0, "unpublished": 3}
+        health = (await client.get("/health")).json()
+        assert health["checks"]["events"]["status"] == "up"  # young backlog: not yet a problem

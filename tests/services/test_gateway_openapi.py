@@ -1,0 +1,93 @@
+"""The merged OpenAPI document at /openapi.json and Swagger UI at /docs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from services.auth.app import create_app as create_auth_app
+from services.gateway.openapi import BEARER, merge
+from services.gateway.state import PUBLIC_ROUTES
+from tests.services.gateway_support import gateway, live_tasks
+from tests.support.auth import auth_settings
+from tests.support.live import Recorder, serve_app
+from tests.support.servers import free_port
+
+
+def _schema_ref(name: str) -> dict[str, str]:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _doc(paths: dict[str, Any], schemas: dict[str, Any]) -> dict[str, Any]:
+    return {"openapi": "3.1.0", "info": {"title": "x", "version": "1"}, "paths": paths,
+            "components": {"schemas": schemas}}
+
+
+def test_merge_prefixes_colliding_components_and_rewrites_their_refs() -> None:
+    shared = {"type": "object", "properties": {"detail": {"type": "string"}}}
+    tasks = _doc({"/api/v1/tasks": {"get": {"responses": {"200": {"content": {"application/json": {
+                     "schema": _schema_ref("Page")}}}}}},
+                  "/internal/debug": {"get": {}}},
+                 {"Item": {"type": "object", "properties": {"title": {"type": "string"}}},
+                  "Page": {"type": "object", "properties": {"data": {"items": _schema_ref("Item")}}},
+                  "HTTPValidationError": shared})
+    data = _doc({"/api/v1/stats/me": {"get": {"responses": {"200": {"content": {"application/json": {
+                    "schema": _schema_ref("Page")}}}}}}},
+                {"Item": {"type": "object", "properties": {"count": {"type": "integer"}}},
+                 # identical text, but its Item is data's Item: must not merge with tasks' Page
+                 "Page": {"type": "object", "properties": {"data": {"items": _schema_ref("Item")}}},
+                 "HTTPValidationError": shared})
+    merged = merge({"tasks": tasks, "data": data},
+                   routes={"tasks": ["/api/v1/tasks"], "data": ["/api/v1/stats"]}, public=[], version="9")
+
+    schemas = merged["components"]["schemas"]
+    assert set(schemas) == {"tasks_Item", "data_Item", "tasks_Page", "data_Page", "HTTPValidationError"}
+    assert schemas["tasks_Page"]["properties"]["data"]["items"] == _schema_ref("tasks_Item")
+    assert schemas["data_Page"]["properties"]["data"]["items"] == _schema_ref("data_Item")
+    ok = merged["paths"]["/api/v1/stats/me"]["get"]["responses"]["200"]["content"]["application/json"]
+    assert ok["schema"] == _schema_ref("data_Page")
+    assert "/internal/debug" not in merged["paths"]  # not routed by the gateway
+    assert merged["info"]["title"] == "Flotilla API"
+    assert merged["x-flotilla-missing-services"] == []
+
+
+async def test_merged_document_of_the_running_services(tmp_path: Path) -> None:
+    auth_port = free_port()
+    auth = Recorder(create_auth_app(auth_settings(data_dir=tmp_path / "auth")))
+    async with live_tasks(tmp_path / "tasks") as (tasks_url, tasks), \
+            gateway(tasks_url=tasks_url, auth_url=f"http://127.0.0.1:{auth_port}", openapi_retry_seconds=0) as client:
+        first = await client.get("/openapi.json")
+        assert first.status_code == 200
+        document = first.json()
+        assert document["info"]["title"] == "Flotilla API"
+        assert {"/api/v1/tasks", "/api/v1/tasks/{task_id}"} <= set(document["paths"])
+        assert document["x-flotilla-missing-services"] == ["auth", "data", "users"]
+        assert "auth" in document["info"]["description"]
+        assert document["components"]["securitySchemes"][BEARER]["scheme"] == "bearer"
+        assert document["security"] == [{BEARER: []}]
+        assert "TaskPublic" in document["components"]["schemas"]
+
+        # auth comes up: the next request rebuilds the document with it
+        async with serve_app(auth, port=auth_port):
+            completed = (await client.get("/openapi.json")).json()
+            assert completed["x-flotilla-missing-services"] == ["data", "users"]
+            for method, path in PUBLIC_ROUTES:
+                if method != "HEAD":
+                    assert completed["paths"][path][method.lower()]["security"] == []
+            assert "security" not in completed["paths"]["/api/v1/tasks"]["post"]  # the global bearer applies
+
+        fetches = tasks.count(prefix="/openapi.json")
+        await client.get("/openapi.json")
+        assert tasks.count(prefix="/openapi.json") == fetches + 1  # still incomplete, so fetched again
+
+        docs = await client.get("/docs")
+        assert docs.status_code == 200
+        assert "swagger-ui" in docs.text
+        assert "/openapi.json" in docs.text
+
+
+async def test_document_is_cached_between_rebuilds(tmp_path: Path) -> None:
+    async with live_tasks(tmp_path) as (url, tasks), gateway(tasks_url=url, openapi_retry_seconds=3600) as client:
+        for _ in range(3):
+            assert (await client.get("/openapi.json")).status_code == 200
+        assert tasks.count(prefix="/openapi.json") == 1
