@@ -116,6 +116,15 @@ def migrate(service: ServiceName) -> None:
     typer.echo(f"{service}: migrations applied")
 
 
+@app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True}, add_help_option=False)
+def loadtest(ctx: typer.Context) -> None:
+    """Load test and benchmarks (`flotilla loadtest --help`); needs the `loadtest` extra."""
+    # Imported lazily: locust and matplotlib are heavy and optional for running services.
+    from loadtest.__main__ import app as loadtest_app
+
+    loadtest_app(ctx.args, prog_name="flotilla loadtest")
+
+
 @app.command("services")
 def list_services() -> None:
     """List the services, their local ports and routes."""

@@ -28,7 +28,7 @@ class CacheBackend(Protocol):
     async def get(self, key: str) -> bytes | None: ...
     async def set(self, key: str, value: bytes, ttl: int) -> None: ...
     async def incr(self, key: str) -> int: ...
-    async def get_int(self, key: str) -> int: ...
+    async def get_ints(self, *keys: str) -> list[int]: ...
     async def ping(self) -> None: ...
     async def close(self) -> None: ...
 
@@ -50,8 +50,8 @@ class MemoryBackend:
         self._counters[key] = self._counters.get(key, 0) + 1
         return self._counters[key]
 
-    async def get_int(self, key: str) -> int:
-        return self._counters.get(key, 0)
+    async def get_ints(self, *keys: str) -> list[int]:
+        return [self._counters.get(key, 0) for key in keys]
 
     async def ping(self) -> None:
         return None
@@ -76,9 +76,9 @@ class RedisBackend:
     async def incr(self, key: str) -> int:
         return int(await self.client.incr(key))
 
-    async def get_int(self, key: str) -> int:
-        value = await self.client.get(key)
-        return int(value) if value is not None else 0
+    async def get_ints(self, *keys: str) -> list[int]:
+        # One round trip for the epoch and the namespace version.
+        return [int(v) if v is not None else 0 for v in await self.client.mget(keys)]
 
     async def ping(self) -> None:
         await self.client.ping()
@@ -101,6 +101,7 @@ class Cache:
         self.metrics = metrics
         self.name = name
         self._healthy = True
+        self._invalidation_lost = False
         self._last_error_at = 0.0
 
     @property
@@ -118,15 +119,18 @@ class Cache:
     async def _recovered(self) -> None:
         if self._healthy:
             return
-        # Invalidations may have been lost while Redis was away: start a new epoch.
-        await self.backend.incr(f"{self.prefix}epoch")
+        if self._invalidation_lost:
+            # An invalidation could not be written while Redis was away: pages cached
+            # before it may be stale, so start a new epoch. (A failed lookup or store
+            # alone cannot make anything stale, so it does not empty the cache.)
+            await self.backend.incr(f"{self.prefix}epoch")
+            self._invalidation_lost = False
         self._healthy = True
         self.metrics.dependency_up.labels(dependency="redis").set(1)
         log.info("cache_recovered")
 
     async def _versioned_key(self, namespace: str, key: str) -> str:
-        epoch = await self.backend.get_int(f"{self.prefix}epoch")
-        version = await self.backend.get_int(f"{self.prefix}v:{namespace}")
+        epoch, version = await self.backend.get_ints(f"{self.prefix}epoch", f"{self.prefix}v:{namespace}")
         return f"{self.prefix}{namespace}:{epoch}.{version}:{key}"
 
     async def lookup(self, namespace: str, key: str) -> tuple[bytes | None, str | None]:
@@ -153,6 +157,7 @@ class Cache:
         try:
             await self.backend.incr(f"{self.prefix}v:{namespace}")
         except CACHE_ERRORS as exc:
+            self._invalidation_lost = True
             self._failed("invalidate", exc)
 
     async def check(self) -> None:

@@ -17,6 +17,7 @@ from typing import Any
 import httpx
 import jwt
 import structlog
+from cachetools import TTLCache
 
 from services.kit.errors import DependencyUnavailable, Unauthorized
 
@@ -24,6 +25,12 @@ log = structlog.get_logger("flotilla.security")
 
 ALLOWED_ALGORITHMS = frozenset({"RS256", "RS384", "RS512", "ES256", "ES384", "EdDSA", "PS256"})
 LEEWAY_SECONDS = 10
+#: Verified tokens are remembered this long (bounded by their own expiry): a client
+#: sends the same token on every request, and an ES256 check is the largest CPU cost
+#: of a cached read. The price: a key withdrawn from the JWKS stops working up to
+#: this much later.
+VERIFIED_CACHE_SECONDS = 60
+VERIFIED_CACHE_SIZE = 20_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,6 +58,7 @@ class TokenVerifier:
         self._keys: dict[str, jwt.PyJWK] = {}
         self._fetched_at = -float("inf")
         self._lock = asyncio.Lock()
+        self._verified: TTLCache[str, Principal] = TTLCache(maxsize=VERIFIED_CACHE_SIZE, ttl=VERIFIED_CACHE_SECONDS)
         if jwks_json:
             self._load(json.loads(jwks_json))
 
@@ -92,6 +100,14 @@ class TokenVerifier:
         return key
 
     async def verify(self, token: str) -> Principal:
+        known = self._verified.get(token)
+        if known is not None and known.claims["exp"] + LEEWAY_SECONDS > time.time():
+            return known
+        principal = await self._verify(token)
+        self._verified[token] = principal
+        return principal
+
+    async def _verify(self, token: str) -> Principal:
         try:
             header = jwt.get_unverified_header(token)
         except jwt.PyJWTError:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import re
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -60,8 +61,7 @@ def database_url(backend: str, request: pytest.FixtureRequest, tmp_path: Path) -
     if backend == "sqlite":
         return f"sqlite+aiosqlite:///{tmp_path / 'service.db'}"
     server: PostgresServer = request.getfixturevalue("postgres_server")
-    return server.create_database(f"t{next(_db_names)}_{request.node.name[:30].lower()}".replace("[", "_")
-                                  .replace("]", "").replace("-", "_"))
+    return server.create_database(f"t{next(_db_names)}_" + re.sub(r"[^a-z0-9_]", "_", request.node.name[:40].lower()))
 
 
 @pytest.fixture

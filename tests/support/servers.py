@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import pwd
+import re
 import shutil
 import socket
 import subprocess
@@ -111,10 +112,12 @@ class PostgresServer:
 
     def create_database(self, name: str) -> str:
         """Create database ``name`` (idempotent) and return its asyncpg URL."""
+        if not re.fullmatch(r"[a-z0-9_]{1,63}", name):
+            raise ValueError(f"test database names are [a-z0-9_]{{1,63}}, not {name!r}")
         env = {**os.environ, "PGPASSWORD": PG_SUPERUSER_PASSWORD}
         exists = subprocess.run(
             [_pg_bin("psql"), "-h", "127.0.0.1", "-p", str(self.port), "-U", PG_SUPERUSER, "-tAc",
-             f"SELECT 1 FROM pg_database WHERE datname = '{name}'"],
+             f"SELECT 1 FROM pg_database WHERE datname = '{name}'"],  # noqa: S608 - name checked above
             check=True, capture_output=True, text=True, env=env,
         ).stdout.strip()
         if not exists:

@@ -1,0 +1,75 @@
+"""`python -m loadtest run|bench`: the reference load test and the side-by-side benchmark."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from loadtest.bench import bench
+from loadtest.locust_run import LocustFailed, StepPlan
+from loadtest.runner import results_dir, run
+
+app = typer.Typer(help="Flotilla load test and benchmark.", no_args_is_help=True, add_completion=False)
+
+DatabaseUrl = Annotated[str, typer.Option(envvar="FLOTILLA_DATABASE_URL",
+                                          help="PostgreSQL server URL; default: a throwaway server")]
+RedisUrl = Annotated[str, typer.Option(envvar="FLOTILLA_REDIS_URL", help="Redis URL; default: a throwaway server")]
+
+
+@app.command("run")
+def run_command(
+    host: Annotated[str, typer.Option(help="base URL of a running stack's gateway; default: start a private "
+                                           "stack on real PostgreSQL/Redis")] = "",
+    users: Annotated[int, typer.Option(min=1, max=5000, help="concurrent simulated users")] = 100,
+    spawn_rate: Annotated[float, typer.Option(min=0.1, help="users started per second; each costs auth two "
+                                                             "argon2 hashes (register, login)")] = 5,
+    duration: Annotated[int, typer.Option(min=1, max=3600, help="seconds of load")] = 60,
+    recommendations: Annotated[bool, typer.Option(help="add GET /api/v1/recommendations/{user_id}")] = False,
+    step: Annotated[bool, typer.Option(help="add users in steps until P95 passes the target or errors appear")] = False,
+    step_users: Annotated[int, typer.Option(min=1, help="users added per step")] = 25,
+    step_seconds: Annotated[int, typer.Option(min=12, help="seconds per step (>= 12: the P95 window is 10 s)")] = 20,
+    max_users: Annotated[int, typer.Option(min=1, max=5000, help="step mode stops here at the latest")] = 500,
+    p95_target_ms: Annotated[float, typer.Option(help="step mode stops after a step with a higher P95")] = 100,
+    database_url: DatabaseUrl = "",
+    redis_url: RedisUrl = "",
+) -> None:
+    """Run the reference workload and print RPS, P50/P95/P99, errors, CPU and RSS per service."""
+    plan = StepPlan(step_users, step_seconds, max_users, p95_target_ms, spawn_rate) if step else None
+    try:
+        run(host=host, users=users, spawn_rate=spawn_rate, duration=duration, step=plan,
+            recommendations=recommendations, database_url=database_url, redis_url=redis_url)
+    except (LocustFailed, RuntimeError) as exc:
+        typer.secho(f"error: {exc}", fg=typer.colors.RED, err=True)
+        raise typer.Exit(1) from None
+
+
+@app.command("bench")
+def bench_command(
+    connections: Annotated[int, typer.Option(min=1, max=1024, help="concurrent connections (fixed)")] = 64,
+    seconds: Annotated[int, typer.Option(min=1, max=120, help="measured seconds per target")] = 10,
+    warmup: Annotated[int, typer.Option(min=0, max=30, help="warm-up seconds per target")] = 3,
+    wait_for_quiet: Annotated[int, typer.Option(min=0, max=1800, help="wait up to this many seconds for the "
+                                                                       "1-minute load average to drop")] = 0,
+    max_load: Annotated[float, typer.Option(help="what counts as quiet")] = 1.0,
+    database_url: DatabaseUrl = "",
+    redis_url: RedisUrl = "",
+    out: Annotated[Path | None, typer.Option(help="results directory; default loadtest/results/<time>-bench")] = None,
+) -> None:
+    """FastAPI vs Flask vs the tasks service direct and through the gateway, one run, this machine."""
+    try:
+        bench(connections=connections, seconds=seconds, warmup_seconds=warmup, database_url=database_url,
+              redis_url=redis_url, out_dir=out or results_dir(label="bench"), max_load=max_load,
+              wait_seconds=wait_for_quiet)
+    except RuntimeError as exc:
+        typer.secho(f"error: {exc}", fg=typer.colors.RED, err=True)
+        raise typer.Exit(1) from None
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()
