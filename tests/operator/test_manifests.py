@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 import yaml
-
 from flotilla_operator import crd, spec
+
 from services.kit import catalog
 from tests.operator import manifests
 from tests.support import helm

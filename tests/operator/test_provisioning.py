@@ -7,6 +7,7 @@ import pytest
 import redis.asyncio as aioredis
 import redis.exceptions
 
+from services.kit.events import TASK_EVENTS_STREAM
 from tests.operator.harness import Cluster
 
 pytestmark = [pytest.mark.postgres, pytest.mark.redis]
@@ -86,6 +87,9 @@ async def test_redis_user_is_confined_to_its_prefix(cluster: Cluster, operator, 
         sha = await client.script_load("return 1")
         assert await client.evalsha(sha, 0) == 1
         assert await client.delete(f"{prefix}k") == 1
+        # the shared task-event stream (tasks produces, data consumes) is reachable too
+        await client.xadd(TASK_EVENTS_STREAM, {"probe": "1"})
+        assert await client.xlen(TASK_EVENTS_STREAM) >= 1
         for forbidden in (
             client.set("other:k", "v"),
             client.get("other:k"),

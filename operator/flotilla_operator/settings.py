@@ -1,0 +1,67 @@
+"""Operator settings from the environment (prefix ``FLOTILLA_OPERATOR_``), validated at start.
+
+The admin credentials come from the operator's own Secret through ``envFrom`` in the
+Deployment; nothing here has a usable production default for them.
+"""
+
+from __future__ import annotations
+
+from urllib.parse import urlsplit
+
+from pydantic import Field, SecretStr, computed_field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class OperatorSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="FLOTILLA_OPERATOR_", extra="ignore", frozen=True)
+
+    #: Superuser-ish DSN (needs CREATEROLE and CREATEDB) of the shared PostgreSQL server.
+    postgres_admin_dsn: SecretStr = SecretStr("postgresql://postgres@127.0.0.1:5432/postgres")
+    #: Host/port services use to reach PostgreSQL, when it differs from the admin DSN's
+    #: (e.g. the operator goes through a different Service than the workloads).
+    postgres_service_host: str | None = None
+    postgres_service_port: int | None = None
+
+    #: Redis URL of a user allowed to run ACL SETUSER/DELUSER/GETUSER.
+    redis_admin_url: SecretStr = SecretStr("redis://127.0.0.1:6379/0")
+    redis_service_host: str | None = None
+    redis_service_port: int | None = None
+
+    #: How often the drift timer re-checks every ServiceSpec, in seconds.
+    drift_interval_seconds: float = Field(default=60.0, gt=0)
+    #: Seconds since the last change before the drift timer starts checking an object.
+    drift_idle_seconds: float = Field(default=10.0, ge=0)
+    #: Retry backoff for a dependency that is down: base * 2**retry, capped.
+    retry_base_seconds: float = Field(default=2.0, gt=0)
+    retry_max_seconds: float = Field(default=300.0, gt=0)
+    #: Timeout for one connection/command against PostgreSQL or Redis, in seconds.
+    dependency_timeout_seconds: float = Field(default=5.0, gt=0)
+
+    #: Port of the operator's own Prometheus metrics (0 disables the endpoint).
+    metrics_port: int = Field(default=9090, ge=0, le=65535)
+    log_level: str = "INFO"
+    log_json: bool = True
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def postgres_public_host(self) -> str:
+        return self.postgres_service_host or urlsplit(self.postgres_admin_dsn.get_secret_value()).hostname or ""
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def postgres_public_port(self) -> int:
+        return self.postgres_service_port or urlsplit(self.postgres_admin_dsn.get_secret_value()).port or 5432
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def redis_public_host(self) -> str:
+        return self.redis_service_host or urlsplit(self.redis_admin_url.get_secret_value()).hostname or ""
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def redis_public_port(self) -> int:
+        return self.redis_service_port or urlsplit(self.redis_admin_url.get_secret_value()).port or 6379
+
+    def backoff(self, retry: int) -> float:
+        """Delay before the next attempt after ``retry`` failed ones (exponential, capped)."""
+        return float(min(self.retry_max_seconds, self.retry_base_seconds * 2 ** min(retry, 16)))
