@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 
-.PHONY: up test lint typecheck pytest servers install clean
+.PHONY: up test chaos lint typecheck pytest servers install clean
 
 $(BIN)/flotilla: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -32,6 +32,11 @@ pytest: install servers
 
 ## test: lint, type-check and the whole suite against real PostgreSQL and Redis
 test: servers lint typecheck pytest
+
+## chaos: the chaos suite at full size (drain, outages, data crash, fuzzing, hostile input,
+## Prometheus, secrets in logs); `make test` runs a bounded version of it
+chaos: install servers
+	FLOTILLA_CHAOS=full $(BIN)/pytest tests/chaos -m chaos
 
 clean:
 	rm -rf $(VENV) .flotilla .mypy_cache .ruff_cache .pytest_cache

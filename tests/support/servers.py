@@ -149,7 +149,8 @@ class RedisServer:
         log = (self.root / "server.log").open("ab")
         self.process = subprocess.Popen(
             [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(self.root),
-             "--save", "", "--appendonly", "no", "--protected-mode", "yes"],
+             # AOF like a production Redis holding streams: a restart keeps undelivered events.
+             "--save", "", "--appendonly", "yes", "--appendfsync", "everysec", "--protected-mode", "yes"],
             stdout=log, stderr=subprocess.STDOUT,
         )
         wait_for_port(self.port)
