@@ -20,6 +20,7 @@ from services.kit.logging import configure_logging
 from services.kit.metrics import ServiceMetrics
 from services.kit.middleware import RequestContextMiddleware
 from services.kit.migrations import upgrade
+from services.kit.openapi import install_error_documentation
 from services.kit.security import TokenVerifier
 from services.kit.settings import ServiceSettings
 
@@ -92,6 +93,7 @@ def create_service_app(
     app.state.health = health
     app.state.settings = settings
     install_error_handlers(app)
+    install_error_documentation(app)
     metrics.instrument(app)
     # Added last = outermost: the request id and error boundary wrap everything else.
     app.add_middleware(RequestContextMiddleware, retry_after_seconds=settings.retry_after_seconds)

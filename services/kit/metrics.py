@@ -44,6 +44,11 @@ class ServiceMetrics:
         self.inprogress = Gauge(
             names.HTTP_REQUESTS_INPROGRESS, "HTTP requests being served", ["method"], registry=self.registry,
         )
+        # Series that exist from the start read 0 on dashboards instead of "No data".
+        for result in ("hit", "miss", "error"):
+            self.cache_requests.labels(cache="default", result=result)
+        for code in ("internal_error", "dependency_unavailable", "validation_error", "unauthorized"):
+            self.errors.labels(error_code=code)
         info = Gauge(names.SERVICE_INFO, "Always 1; labels identify the service build",
                      ["service", "version"], registry=self.registry)
         info.labels(service=service, version=version).set(1)

@@ -7,7 +7,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, Response, status
 
-from services.kit.deps import CacheDep, CurrentUserId, SessionDep
+from services.kit.deps import CacheDep, CurrentUserId, KitDep, SessionDep
 from services.tasks import crud
 from services.tasks.models import Priority, Status
 from services.tasks.schemas import TaskCreate, TaskPublic, TasksPublic, TaskUpdate
@@ -24,7 +24,7 @@ def _list_namespace(user_id: str) -> str:
 @router.get("", response_model=TasksPublic, summary="List the caller's tasks, newest first")
 async def list_tasks(
     user_id: CurrentUserId,
-    session: SessionDep,
+    kit: KitDep,
     cache: CacheDep,
     status: Status | None = None,
     priority: Priority | None = None,
@@ -35,9 +35,11 @@ async def list_tasks(
     cached, store_key = await cache.lookup(_list_namespace(user_id), cache_key)
     if cached is not None:
         return Response(cached, media_type=JSON, headers={"X-Cache": "hit"})
-    tasks, next_cursor = await crud.list_tasks(
-        session=session, owner_id=user_id, status=status, priority=priority, cursor=cursor, limit=limit
-    )
+    # The session is opened only on a miss: a cache hit (the hot path) never touches the pool.
+    async with kit.database.session() as session:
+        tasks, next_cursor = await crud.list_tasks(
+            session=session, owner_id=user_id, status=status, priority=priority, cursor=cursor, limit=limit
+        )
     page = TasksPublic(data=[TaskPublic.model_validate(t) for t in tasks], count=len(tasks), next_cursor=next_cursor)
     body = page.model_dump_json().encode()
     await cache.store(store_key, body)

@@ -13,16 +13,15 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
 
 from services.kit import catalog
+from tests.support.polling import eventually
 from tests.support.servers import PostgresServer, RedisServer, wait_for_port
 from tests.support.stack import TunedStack, free_port_block
 
@@ -125,18 +124,6 @@ def chaos_stack(chaos_postgres: PostgresServer, chaos_redis: DurableRedisServer,
         yield stack
     finally:
         stack.stop()
-
-
-def eventually(check: Callable[[], Any], *, timeout: float = 30.0, interval: float = 0.1) -> Any:
-    """Poll ``check`` until it returns something truthy; fail after ``timeout``."""
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while time.monotonic() < deadline:
-        last = check()
-        if last:
-            return last
-        time.sleep(interval)
-    raise AssertionError(f"condition not met within {timeout}s; last value: {last!r}")
 
 
 def _calm(stack: TunedStack) -> bool:

@@ -32,7 +32,6 @@ SELECTOR = re.compile(r"([a-zA-Z_:][a-zA-Z0-9_:]*)\{")
 #: exported (checked) but never gets a series there, so the panel shows "No data".
 #: Reported to the operator's owner; everything else must have data.
 UNUSED_FEATURES = {
-    ("auth", "flotilla_cache_requests_total"), ("gateway", "flotilla_cache_requests_total"),  # no cache-aside
     ("auth", "flotilla_circuit_breaker_state"), ("users", "flotilla_circuit_breaker_state"),  # no upstreams
     ("tasks", "flotilla_circuit_breaker_state"),
 }

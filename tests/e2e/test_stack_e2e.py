@@ -2,28 +2,14 @@
 
 from __future__ import annotations
 
-import time
 import uuid
-from collections.abc import Callable
-from typing import Any
 
 import httpx
 
 from services.kit import catalog
 from services.launcher import Stack
 from tests.e2e.conftest import bearer, gateway, register_and_login
-
-
-def eventually(check: Callable[[], Any], *, timeout: float = 20.0, interval: float = 0.1) -> Any:
-    """Poll ``check`` until it returns a truthy value or raise after ``timeout``."""
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while time.monotonic() < deadline:
-        last = check()
-        if last:
-            return last
-        time.sleep(interval)
-    raise AssertionError(f"condition not met within {timeout}s; last value: {last!r}")
+from tests.support.polling import eventually
 
 
 def email() -> str:

@@ -5,7 +5,6 @@ skipped, and the consumer group recreated after Redis loses it."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -114,13 +113,6 @@ async def test_a_malformed_entry_is_acknowledged_and_does_not_block_the_rest(
         await eventually(lambda: pending(redis, stream), lambda n: n == 0)
         assert consumed((await client.get("/metrics")).text, "invalid") == 2.0
 
-
-@pytest.fixture
-def own_redis() -> Iterator[RedisServer]:
-    server = RedisServer()
-    server.start()
-    yield server
-    server.cleanup()
 
 
 async def test_redis_restart_recreates_the_group_and_stats_keep_serving(

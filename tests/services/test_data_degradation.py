@@ -2,26 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
-import pytest
 
 from services.kit.events import DEV_INTERNAL_TOKEN, INGEST_PATH, INTERNAL_TOKEN_HEADER
 from tests.services.conftest import running
 from tests.support.events import data_app, event
 from tests.support.servers import PostgresServer, RedisServer
 from tests.support.tokens import auth_header
-
-
-@pytest.fixture
-def own_postgres() -> Iterator[PostgresServer]:
-    server = PostgresServer()
-    server.start()
-    yield server
-    server.cleanup()
 
 
 async def recommendations(client: httpx.AsyncClient, user: str) -> dict[str, Any]:

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import orjson
@@ -81,13 +80,6 @@ async def test_two_relay_replicas_publish_every_row_exactly_once(
         assert len(ids) == 60
         assert set(ids) == set(await outbox_event_ids(first))
 
-
-@pytest.fixture
-def own_redis() -> Iterator[RedisServer]:
-    server = RedisServer()
-    server.start()
-    yield server
-    server.cleanup()
 
 
 async def test_redis_down_writes_succeed_and_every_event_is_delivered_after(

@@ -5,29 +5,11 @@ from __future__ import annotations
 import uuid
 from pathlib import Path
 
-import pytest
-
 from services.tasks.app import create_app
 from services.tasks.settings import TasksSettings
 from tests.services.conftest import running, service_env
 from tests.support.servers import PostgresServer, RedisServer
 from tests.support.tokens import auth_header
-
-
-@pytest.fixture
-def own_redis():
-    server = RedisServer()
-    server.start()
-    yield server
-    server.cleanup()
-
-
-@pytest.fixture
-def own_postgres():
-    server = PostgresServer()
-    server.start()
-    yield server
-    server.cleanup()
 
 
 async def test_redis_down_reads_fall_through_to_database_and_health_degrades(
