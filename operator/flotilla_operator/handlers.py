@@ -32,10 +32,16 @@ from flotilla_operator.redis_acl import RedisAdmin
 from flotilla_operator.settings import OperatorSettings
 from flotilla_operator.spec import InvalidSpec, ServiceSpec, parse
 
-#: Set this annotation to a new value (any token, e.g. a date) to rotate the database password.
+#: Set this annotation to a new value (any token, e.g. a date) to rotate the database and
+#: Redis passwords.
 ROTATE_ANNOTATION: Final = "flotilla.dev/rotate-password"
-#: On the Secret: the rotation token its password was issued for.
+#: On the Secrets: the rotation token their password was issued for.
 ROTATED_FOR_ANNOTATION: Final = "flotilla.dev/rotated-for"
+#: On the Secrets: when the credentials in them were issued; the previous ones work
+#: until credential_grace_seconds later.
+SWITCHED_AT_ANNOTATION: Final = "flotilla.dev/switched-at"
+#: On the database Secret: the login role it named before the last switch.
+PREVIOUS_USER_ANNOTATION: Final = "flotilla.dev/previous-user"
 FINALIZER: Final = "flotilla.dev/finalizer"
 MONITORING_API: Final = "monitoring.coreos.com/v1"
 
@@ -105,48 +111,91 @@ async def write_secret(ctx: Context, body: kopf.Body, spec: ServiceSpec, name: s
 
 # --- Parts -----------------------------------------------------------------------------
 
+def in_grace(ctx: Context, switched_at: str | None) -> bool:
+    """Whether credentials replaced at ``switched_at`` must still work."""
+    if not switched_at:
+        return False
+    try:
+        elapsed = status.seconds_since(switched_at)
+    except ValueError:
+        return False  # hand-edited annotation: no grace rather than an endless one
+    return elapsed < ctx.settings.credential_grace_seconds
+
+
 class DatabasePart:
     name = "database"
 
     async def ensure(self, ctx: Context, spec: ServiceSpec, body: kopf.Body) -> Outcome:
         part = spec.database
-        provisioned = (body.status.get("database") or {}).get("name")
-        if provisioned and provisioned != part.name:
-            raise InvalidSpec(f"database.name is immutable: provisioned as {provisioned}, spec says {part.name}")
+        provisioned = body.status.get("database") or {}
+        if provisioned.get("name") and provisioned["name"] != part.name:
+            raise InvalidSpec(f"database.name is immutable: provisioned as {provisioned['name']}, "
+                              f"spec says {part.name}")
         secret_name = naming.database_secret_name(spec.name)
         existing = await read_secret(ctx, spec.namespace, secret_name)
-        password = existing[0].get("password") if existing else None
-        outcome = await ctx.postgres.ensure(part, owner=spec.owner, password=password)
-        actions = outcome.actions
-        password = outcome.password
-
+        data, annotations = existing or ({}, {})
+        logins = naming.login_roles(part.role)
+        user, password = data.get("user", ""), data.get("password", "")
+        # The Secret records each switch next to the credentials it hands out, so what
+        # pods may still use is known even if a status update got lost.
+        switched_at = annotations.get(SWITCHED_AT_ANNOTATION, "")
+        previous: str | None = annotations.get(PREVIOUS_USER_ANNOTATION) or None
         wanted_token = body.metadata.annotations.get(ROTATE_ANNOTATION, "")
-        applied_token = existing[1].get(ROTATED_FOR_ANNOTATION, "") if existing else wanted_token
-        if wanted_token != applied_token:
-            # Rotation: the role's password changes first, then the Secret. Sessions that
-            # are open keep working (PostgreSQL checks passwords only at login); pods that
-            # read the Secret at start use the new password when they next start, pods
-            # mounting it as a file see it within the kubelet sync period. Between the two
-            # steps a new login with the old password fails, so roll the Deployment after
-            # rotating (the service chart's Secret checksum annotation does that).
-            # A zero-gap scheme needs two login roles (<db>_a/<db>_b, both members of a
-            # NOLOGIN owner role) flipped alternately; see docs/operator.md.
-            password = naming.generate_password()
-            await ctx.postgres.rotate(part, owner=spec.owner, new_password=password)
-            actions.append(f"rotated the password of role {part.role} ({ROTATE_ANNOTATION}={wanted_token})")
+        applied_token = annotations.get(ROTATED_FOR_ANNOTATION, "") if existing else wanted_token
 
+        switch_from: str | None = None
+        why = ""
+        if user in logins and password:
+            if wanted_token != applied_token:
+                switch_from, why = user, f"rotation ({ROTATE_ANNOTATION}={wanted_token})"
+        elif user == part.role and password:
+            # An install from before the two login roles: its role becomes the owner
+            # role and keeps logging in with the Secret's password for the grace period.
+            switch_from, why = user, "moved to two login roles"
+        else:
+            # No usable Secret (first reconcile, deleted by hand, re-adopted after a
+            # Retain): pods that are still running may use the role status names.
+            active = provisioned.get("activeUser")
+            switch_from, why = (active if active in logins else None), "no credentials in the Secret"
+        fresh = bool(switch_from) or not (user in logins and password)
+        if fresh:
+            user = logins[1] if switch_from == logins[0] else logins[0]
+            password = naming.generate_password()
+            previous, switched_at = switch_from, status.now()
+        keep = previous if previous and in_grace(ctx, switched_at) else None
+
+        # Rotation: the fresh password goes on the idle login role, then the Secret
+        # names that role. The previous role keeps its password for
+        # credential_grace_seconds, so pods that have not restarted yet still log in;
+        # once the grace period is over a reconcile (the drift timer) disables it.
+        outcome = await ctx.postgres.ensure(part, owner=spec.owner, active=user, password=password, fresh=fresh,
+                                            keep=keep)
+        actions = outcome.actions
+        if switch_from:
+            actions.append(f"switched the Secret from role {switch_from} to {user} ({why}); {switch_from} keeps "
+                           f"working for {ctx.settings.credential_grace_seconds:g}s")
+
+        secret_annotations = {SWITCHED_AT_ANNOTATION: switched_at} if switched_at else {}
+        if previous:
+            secret_annotations[PREVIOUS_USER_ANNOTATION] = previous
+        if wanted_token:
+            secret_annotations[ROTATED_FOR_ANNOTATION] = wanted_token
         host, port = ctx.postgres.public.host, ctx.postgres.public.port
         written = await write_secret(ctx, body, spec, secret_name, {
-            "DATABASE_URL": ctx.postgres.database_url(part, password),
-            "host": host, "port": str(port), "user": part.role, "password": password, "dbname": part.name,
-        }, {ROTATED_FOR_ANNOTATION: wanted_token} if wanted_token else None)
+            "DATABASE_URL": ctx.postgres.database_url(part, password, user=user),
+            "host": host, "port": str(port), "user": user, "password": password, "dbname": part.name,
+        }, secret_annotations)
         if written:
             actions.append(written)
+        # None, not absent: the status is merge-patched, so only null removes the key.
+        fields = {"name": part.name, "secretName": secret_name, "activeUser": user,
+                  "switchedAt": switched_at or None, "previousUser": keep}
         return Outcome(
             reason="Provisioned",
-            message=f"database {part.name} owned by role {part.role}; credentials in Secret {secret_name}",
+            message=f"database {part.name} owned by role {part.role}; logins as {user} with the credentials "
+                    f"in Secret {secret_name}" + (f" ({keep} still accepted after the switch)" if keep else ""),
             actions=actions,
-            fields={"name": part.name, "secretName": secret_name},
+            fields=fields,
         )
 
     async def remove(self, ctx: Context, spec: ServiceSpec, body: kopf.Body, *, deleting: bool) -> list[str]:
@@ -174,17 +223,42 @@ class RedisPart:
         part = spec.redis
         secret_name = naming.redis_secret_name(spec.name)
         existing = await read_secret(ctx, spec.namespace, secret_name)
-        outcome = await ctx.redis.ensure(part, password=existing[0].get("password") if existing else None)
+        data, annotations = existing or ({}, {})
+        switched_at = annotations.get(SWITCHED_AT_ANNOTATION, "")
+        grace = in_grace(ctx, switched_at)
+        outcome = await ctx.redis.ensure(part, password=data.get("password"), grace=grace)
+        password, actions = outcome.password, outcome.actions
+        if outcome.kept_previous:
+            switched_at, grace = status.now(), True
+
+        wanted_token = body.metadata.annotations.get(ROTATE_ANNOTATION, "")
+        applied_token = annotations.get(ROTATED_FOR_ANNOTATION, "") if existing else wanted_token
+        if wanted_token != applied_token and data.get("password"):
+            # Same scheme as the database, with one user: ACL users may have several
+            # passwords, so the new one is added, the Secret switched, and the old one
+            # removed by the first reconcile after the grace period.
+            password, switched_at, grace = naming.generate_password(), status.now(), True
+            await ctx.redis.rotate(part, current=outcome.password, new_password=password)
+            actions.append(f"added a new password to Redis ACL user {part.username} "
+                           f"({ROTATE_ANNOTATION}={wanted_token}); the previous one keeps working for "
+                           f"{ctx.settings.credential_grace_seconds:g}s")
+
+        secret_annotations = {SWITCHED_AT_ANNOTATION: switched_at} if switched_at else {}
+        if wanted_token:
+            secret_annotations[ROTATED_FOR_ANNOTATION] = wanted_token
         written = await write_secret(ctx, body, spec, secret_name, {
-            "REDIS_URL": ctx.redis.redis_url(part, outcome.password),
+            "REDIS_URL": ctx.redis.redis_url(part, password),
             "host": ctx.redis.public.host, "port": str(ctx.redis.public.port),
-            "username": part.username, "password": outcome.password, "keyPrefix": part.key_prefix,
-        })
+            "username": part.username, "password": password, "keyPrefix": part.key_prefix,
+        }, secret_annotations)
+        fields = {"username": part.username, "keyPrefix": part.key_prefix, "secretName": secret_name,
+                  "switchedAt": switched_at or None, "previousPasswordAccepted": grace}
         return Outcome(
             reason="Provisioned",
-            message=f"ACL user {part.username} limited to keys {part.key_prefix}*; credentials in Secret {secret_name}",
-            actions=[*outcome.actions, *([written] if written else [])],
-            fields={"username": part.username, "keyPrefix": part.key_prefix, "secretName": secret_name},
+            message=f"ACL user {part.username} limited to keys {part.key_prefix}*; credentials in Secret "
+                    f"{secret_name}" + (" (the previous password is still accepted)" if grace else ""),
+            actions=[*actions, *([written] if written else [])],
+            fields=fields,
         )
 
     async def remove(self, ctx: Context, spec: ServiceSpec, body: kopf.Body, *, deleting: bool) -> list[str]:
@@ -392,13 +466,14 @@ def register(registry: kopf.OperatorRegistry, ctx: Context) -> None:
         if part.name != "dashboards":  # dashboards live in Kubernetes: owner refs suffice
             kopf.on.delete(*resource, id=part.name, registry=registry)(_on_delete(ctx, part))
 
-    database = PARTS[0]
+    database, redis = PARTS[0], PARTS[1]
 
     @kopf.on.update(*resource, id="rotate-password", field=("metadata", "annotations", ROTATE_ANNOTATION),
                     registry=registry)
     async def rotate(body: kopf.Body, patch: kopf.Patch, retry: int, logger: kopf.Logger, **_: Any) -> None:
-        if body.spec.get("database", {}).get("enabled", True):
-            await reconcile(ctx, database, trigger="rotate", body=body, patch=patch, retry=retry, logger=logger)
+        for part in (database, redis):
+            if body.spec.get(part.name, {}).get("enabled", True):
+                await reconcile(ctx, part, trigger="rotate", body=body, patch=patch, retry=retry, logger=logger)
 
     @kopf.timer(*resource, id="drift", interval=ctx.settings.drift_interval_seconds,
                 idle=ctx.settings.drift_idle_seconds, registry=registry)

@@ -87,6 +87,17 @@ def default_key_prefix(object_name: str) -> str:
     return f"{object_name}:"
 
 
+def login_roles(owner_role: str) -> tuple[str, str]:
+    """The two login roles of a database owned by ``owner_role``; the Secret names one.
+
+    Two, so a rotation can hand out a fresh password on the idle one while pods still
+    log in with the other's (see docs/operator.md, "Changing, deleting, rotating").
+    Database names are at most 48 characters, so the suffix always fits in 63 bytes.
+    """
+    check_database_name(owner_role)
+    return f"{owner_role}_a", f"{owner_role}_b"
+
+
 def redis_username(namespace: str, name: str) -> str:
     # Dots never occur in either part, so the user name maps back to exactly one object,
     # and it survives as the user part of a redis:// URL (no ':' or '@').

@@ -1,4 +1,8 @@
-"""PostgreSQL: a login role and a database it owns, per ServiceSpec.
+"""PostgreSQL per ServiceSpec: a NOLOGIN owner role, the database it owns, two login roles.
+
+The login roles (<role>_a, <role>_b) are members of the owner role and start every
+session as it, so the Secret can move from one to the other on rotation while pods that
+still hold the previous password keep logging in until the grace period ends.
 
 Every step reads before it writes, so running it twice changes nothing. Names reach SQL
 only through naming.quote_ident / quote_literal (utility statements take no $n
@@ -29,7 +33,9 @@ _UNREACHABLE: tuple[type[BaseException], ...] = (
     asyncpg.TooManyConnectionsError,
 )
 
-_ROLE_ATTRIBUTES = "LOGIN NOSUPERUSER NOCREATEROLE NOCREATEDB NOREPLICATION NOBYPASSRLS"
+_PRIVILEGES = "NOSUPERUSER NOCREATEROLE NOCREATEDB NOREPLICATION NOBYPASSRLS INHERIT"
+_ROLE_ATTRIBUTES = f"LOGIN {_PRIVILEGES}"
+_NOLOGIN_ATTRIBUTES = f"NOLOGIN {_PRIVILEGES}"
 
 
 @dataclass
@@ -75,41 +81,35 @@ class PostgresAdmin:
         finally:
             await conn.close(timeout=self._timeout)
 
-    def database_url(self, part: DatabasePart, password: str) -> str:
+    def database_url(self, part: DatabasePart, password: str, *, user: str | None = None) -> str:
         return (
-            f"postgresql://{quote(part.role, safe='')}:{quote(password, safe='')}"
+            f"postgresql://{quote(user or part.role, safe='')}:{quote(password, safe='')}"
             f"@{self.public.host}:{self.public.port}/{quote(part.name, safe='')}"
         )
 
-    async def ensure(self, part: DatabasePart, *, owner: str, password: str | None) -> DatabaseOutcome:
-        """Make role and database exist as specified; ``password`` is the one in the Secret.
+    async def ensure(self, part: DatabasePart, *, owner: str, active: str, password: str, fresh: bool,
+                     keep: str | None = None) -> DatabaseOutcome:
+        """Make owner role, both login roles and the database exist as specified.
 
-        Returns the password the role now has (a new one when the Secret had none).
+        ``active`` is the login role the Secret names and ``password`` its password
+        (``fresh`` when it was just generated, so it is set without checking first).
+        ``keep`` is a role still inside its grace period after a switch: it keeps its
+        LOGIN and password untouched. Every other login role gets NOLOGIN and no password.
         """
         role, db = naming.check_database_name(part.role), naming.check_database_name(part.name)
+        logins = naming.login_roles(role)
+        if active not in logins:
+            raise ValueError(f"{active} is not a login role of {role}")
         comment = naming.quote_literal(naming.owner_comment(*owner.split("/", 1)))
-        outcome = DatabaseOutcome(password=password or naming.generate_password())
+        outcome = DatabaseOutcome(password=password)
         async with self._admin() as conn:
-            existing = await conn.fetchrow(
-                "SELECT rolsuper, rolcreaterole, rolcreatedb, rolcanlogin, rolreplication, rolbypassrls,"
-                " shobj_description(oid, 'pg_authid') AS comment FROM pg_roles WHERE rolname = $1",
-                role,
-            )
-            if existing is None:
-                await self._create_role(conn, role, outcome.password, comment)
-                outcome.actions.append(f"created role {role}")
-            else:
-                self._check_owner("role", role, existing["comment"], owner)
-                wanted = (False, False, False, True, False, False)
-                if tuple(existing[k] for k in ("rolsuper", "rolcreaterole", "rolcreatedb", "rolcanlogin",
-                                               "rolreplication", "rolbypassrls")) != wanted:
-                    await conn.execute(f"ALTER ROLE {naming.quote_ident(role)} {_ROLE_ATTRIBUTES}")
-                    outcome.actions.append(f"reset attributes of role {role}")
-                if password is None:
-                    # The Secret is gone (deleted by hand, or the ServiceSpec was recreated
-                    # after a Retain): the old password is unknowable, so issue a new one.
-                    await self._set_password(conn, role, outcome.password)
-                    outcome.actions.append(f"issued a new password for role {role}")
+            # The owner role owns the database and everything in it and never logs in,
+            # unless it is a pre-rotation install's login role still in its grace period.
+            await self._ensure_role(conn, role, owner, comment, login=keep == role, member_of=None,
+                                    outcome=outcome)
+            for login in logins:
+                await self._ensure_role(conn, login, owner, comment, login=login in (active, keep),
+                                        member_of=role, outcome=outcome)
 
             database = await conn.fetchrow(
                 "SELECT pg_get_userbyid(datdba) AS owner, shobj_description(oid, 'pg_database') AS comment,"
@@ -133,17 +133,55 @@ class PostgresAdmin:
                     await conn.execute(f"REVOKE CONNECT, TEMPORARY ON DATABASE {naming.quote_ident(db)} FROM PUBLIC")
                     outcome.actions.append(f"revoked CONNECT on {db} from PUBLIC")
 
-            if existing is not None and password is not None and not await self.can_login(part, password):
-                # Someone changed the password by hand: the Secret is what running pods
-                # use, so the role follows the Secret, not the other way round.
-                await self._set_password(conn, role, password)
-                outcome.actions.append(f"restored the Secret's password on role {role}")
+            if fresh:
+                await self._set_password(conn, active, password)
+                outcome.actions.append(f"issued a new password for role {active}")
+            elif not await self.can_login(part, password, user=active):
+                # Someone changed the password by hand (or dropped the role): the Secret
+                # is what running pods use, so the role follows the Secret.
+                await self._set_password(conn, active, password)
+                outcome.actions.append(f"restored the Secret's password on role {active}")
         return outcome
 
-    async def can_login(self, part: DatabasePart, password: str) -> bool:
+    async def _ensure_role(self, conn: asyncpg.Connection, role: str, owner: str, comment: str, *, login: bool,
+                           member_of: str | None, outcome: DatabaseOutcome) -> None:
+        existing = await conn.fetchrow(
+            "SELECT rolsuper, rolcreaterole, rolcreatedb, rolcanlogin, rolreplication, rolbypassrls, rolinherit,"
+            " rolconfig, shobj_description(oid, 'pg_authid') AS comment FROM pg_roles WHERE rolname = $1",
+            role,
+        )
+        if existing is None:
+            await self._create_role(conn, role, comment)
+            outcome.actions.append(f"created role {role}")
+            can_login, config = False, None
+        else:
+            can_login, config = existing["rolcanlogin"], existing["rolconfig"]
+            self._check_owner("role", role, existing["comment"], owner)
+            attributes = ("rolsuper", "rolcreaterole", "rolcreatedb", "rolreplication", "rolbypassrls")
+            if any(existing[k] for k in attributes) or not existing["rolinherit"]:
+                await conn.execute(f"ALTER ROLE {naming.quote_ident(role)} {_PRIVILEGES}")
+                outcome.actions.append(f"reset attributes of role {role}")
+        if can_login and not login:
+            # Sessions already open stay (PostgreSQL checks only at login); new logins end.
+            await conn.execute(f"ALTER ROLE {naming.quote_ident(role)} NOLOGIN PASSWORD NULL")
+            outcome.actions.append(f"disabled logins of role {role}")
+        if member_of is None:
+            return
+        if not await conn.fetchval("SELECT pg_has_role($1, $2, 'USAGE')", role, member_of):
+            await conn.execute(f"GRANT {naming.quote_ident(member_of)} TO {naming.quote_ident(role)}")
+            outcome.actions.append(f"made role {role} a member of {member_of}")
+        if f"role={member_of}" not in (config or []):
+            # Each session starts as the owner role, so whatever either login role
+            # creates belongs to the owner and stays usable after the next switch.
+            await conn.execute(
+                f"ALTER ROLE {naming.quote_ident(role)} SET role TO {naming.quote_literal(member_of)}"
+            )
+            outcome.actions.append(f"role {role} now acts as {member_of}")
+
+    async def can_login(self, part: DatabasePart, password: str, *, user: str | None = None) -> bool:
         try:
             conn = await asyncpg.connect(
-                host=self._server.host, port=self._server.port, user=part.role, password=password,
+                host=self._server.host, port=self._server.port, user=user or part.role, password=password,
                 database=part.name, timeout=self._timeout,
             )
         except (asyncpg.InvalidPasswordError, asyncpg.InvalidAuthorizationSpecificationError):
@@ -153,35 +191,29 @@ class PostgresAdmin:
         await conn.close(timeout=self._timeout)
         return True
 
-    async def rotate(self, part: DatabasePart, *, owner: str, new_password: str) -> None:
-        role = naming.check_database_name(part.role)
-        async with self._admin() as conn:
-            comment = await conn.fetchval(
-                "SELECT shobj_description(oid, 'pg_authid') FROM pg_roles WHERE rolname = $1", role
-            )
-            self._check_owner("role", role, comment, owner)
-            await self._set_password(conn, role, new_password)
-
     async def retire(self, part: DatabasePart, *, owner: str) -> list[str]:
-        """Retain: keep role, database and data, but nobody can log in any more.
+        """Retain: keep the roles, database and data, but nobody can log in any more.
 
-        The Secret goes with the ServiceSpec, so the password would be a credential
+        The Secret goes with the ServiceSpec, so the passwords would be credentials
         nobody manages. Existing sessions are left alone; re-creating the ServiceSpec
         adopts the database again with a fresh password.
         """
         role = naming.check_database_name(part.role)
+        actions = []
         async with self._admin() as conn:
-            row = await conn.fetchrow(
-                "SELECT rolcanlogin, shobj_description(oid, 'pg_authid') AS comment FROM pg_roles"
-                " WHERE rolname = $1", role,
-            )
-            if row is None or not self._is_ours(row["comment"], owner) or not row["rolcanlogin"]:
-                return []
-            await conn.execute(f"ALTER ROLE {naming.quote_ident(role)} NOLOGIN PASSWORD NULL")
-            return [f"retained database {part.name}; role {role} can no longer log in"]
+            for name in (role, *naming.login_roles(role)):
+                row = await conn.fetchrow(
+                    "SELECT rolcanlogin, shobj_description(oid, 'pg_authid') AS comment FROM pg_roles"
+                    " WHERE rolname = $1", name,
+                )
+                if row is None or not self._is_ours(row["comment"], owner) or not row["rolcanlogin"]:
+                    continue
+                await conn.execute(f"ALTER ROLE {naming.quote_ident(name)} NOLOGIN PASSWORD NULL")
+                actions.append(f"role {name} can no longer log in")
+        return [f"retained database {part.name}", *actions] if actions else []
 
     async def drop(self, part: DatabasePart, *, owner: str) -> list[str]:
-        """Delete: drop the database (terminating its sessions) and the role, if ours."""
+        """Delete: drop the database (terminating its sessions) and the roles, if ours."""
         role, db = naming.check_database_name(part.role), naming.check_database_name(part.name)
         actions = []
         async with self._admin() as conn:
@@ -192,21 +224,23 @@ class PostgresAdmin:
                 # WITH (FORCE) terminates the sessions still connected (PostgreSQL 13+).
                 await conn.execute(f"DROP DATABASE IF EXISTS {naming.quote_ident(db)} WITH (FORCE)")
                 actions.append(f"dropped database {db}")
-            role_comment = await conn.fetchval(
-                "SELECT shobj_description(oid, 'pg_authid') FROM pg_roles WHERE rolname = $1", role
-            )
-            if role_comment is not None and self._is_ours(role_comment, owner):
-                await conn.execute(
-                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = $1", role
+            for name in (*naming.login_roles(role), role):
+                role_comment = await conn.fetchval(
+                    "SELECT shobj_description(oid, 'pg_authid') FROM pg_roles WHERE rolname = $1", name
                 )
-                await conn.execute(f"DROP ROLE IF EXISTS {naming.quote_ident(role)}")
-                actions.append(f"dropped role {role}")
+                if role_comment is not None and self._is_ours(role_comment, owner):
+                    await conn.execute(
+                        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = $1", name
+                    )
+                    await conn.execute(f"DROP ROLE IF EXISTS {naming.quote_ident(name)}")
+                    actions.append(f"dropped role {name}")
         return actions
 
-    async def _create_role(self, conn: asyncpg.Connection, role: str, password: str, comment: str) -> None:
-        verifier = naming.quote_literal(naming.scram_sha256_verifier(password))
+    async def _create_role(self, conn: asyncpg.Connection, role: str, comment: str) -> None:
+        # Created unable to log in: the one login role that needs a password gets it
+        # (and LOGIN) from _set_password.
         try:
-            await conn.execute(f"CREATE ROLE {naming.quote_ident(role)} {_ROLE_ATTRIBUTES} PASSWORD {verifier}")
+            await conn.execute(f"CREATE ROLE {naming.quote_ident(role)} {_NOLOGIN_ATTRIBUTES}")
         except asyncpg.DuplicateObjectError as exc:
             # Another reconcile (another ServiceSpec wanting the same name) won the race;
             # the next attempt sees the role and its owner comment.

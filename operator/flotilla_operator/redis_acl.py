@@ -11,6 +11,7 @@ ACL, CLIENT KILL, SELECT/MOVE to escape into another logical DB, FUNCTION) is de
 from __future__ import annotations
 
 import secrets
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
 from urllib.parse import quote, urlsplit
@@ -40,6 +41,8 @@ COMMAND_RULES: Final = (
 class RedisOutcome:
     password: str
     actions: list[str] = field(default_factory=list)
+    #: A new password was issued and the user's previous one kept next to it.
+    kept_previous: bool = False
 
 
 class RedisAdmin:
@@ -85,10 +88,11 @@ class RedisAdmin:
         return [f"~{naming.check_key_prefix(part.key_prefix)}*", f"~{EVENT_STREAM_PREFIX}*"]
 
     @classmethod
-    def _rules(cls, part: RedisPart, password: str) -> list[str]:
+    def _rules(cls, part: RedisPart, password: str, *, also: Sequence[str] = ()) -> list[str]:
+        """Every rule of the user; ``also`` are password hashes kept next to ``password``."""
         prefix = naming.check_key_prefix(part.key_prefix)
-        return ["reset", "on", f">{password}", *cls._key_patterns(part), "resetchannels", f"&{prefix}*",
-                *COMMAND_RULES]
+        return ["reset", "on", f">{password}", *(f"#{h}" for h in also), *cls._key_patterns(part),
+                "resetchannels", f"&{prefix}*", *COMMAND_RULES]
 
     async def _canonical_commands(self) -> str:
         """COMMAND_RULES as GETUSER reports them on this server, learnt once per process.
@@ -106,36 +110,67 @@ class RedisAdmin:
                 await self._call("ACL", "DELUSER", probe)
         return self._canonical
 
-    async def _matches(self, part: RedisPart, password: str) -> bool:
+    async def _matches(self, part: RedisPart, password: str, *, grace: bool) -> tuple[bool, list[str]]:
+        """Whether the user is exactly as specified, and the other password hashes it has.
+
+        During a rotation's grace period one other password (the previous Secret's) is
+        expected next to the current one; outside it, only the current one is.
+        """
         current = await self._call("ACL", "GETUSER", part.username)
         if current is None:
-            return False
+            return False, []
         info = _as_dict(current)
         flags = {_text(flag) for flag in info.get("flags", [])}
-        return (
+        wanted = naming.redis_password_hash(password)
+        hashes = [_text(p) for p in info.get("passwords", [])]
+        others = [h for h in hashes if h != wanted][:1] if grace else []
+        matches = (
             "on" in flags
-            and [_text(p) for p in info.get("passwords", [])] == [naming.redis_password_hash(password)]
+            and sorted(hashes) == sorted([wanted, *others])
             and _text(info.get("keys", "")) == " ".join(self._key_patterns(part))
             and _text(info.get("channels", "")) == f"&{part.key_prefix}*"
             and _text(info.get("commands", "")) == await self._canonical_commands()
             and not info.get("selectors")
         )
+        return matches, others
 
-    async def ensure(self, part: RedisPart, *, password: str | None) -> RedisOutcome:
-        """Make the ACL user exist with exactly our rules and the Secret's password."""
+    async def ensure(self, part: RedisPart, *, password: str | None, grace: bool = False) -> RedisOutcome:
+        """Make the ACL user exist with exactly our rules and the Secret's password.
+
+        ``grace``: a rotation's grace period is running, so one previous password stays.
+        """
         naming.check_key_prefix(part.key_prefix)
-        if password is not None and await self._matches(part, password):
-            return RedisOutcome(password=password)
-        existed = await self._call("ACL", "GETUSER", part.username) is not None
+        others: list[str] = []
+        if password is not None:
+            matches, others = await self._matches(part, password, grace=grace)
+            if matches:
+                return RedisOutcome(password=password)
+        info = await self._call("ACL", "GETUSER", part.username)
         outcome = RedisOutcome(password=password or naming.generate_password())
+        if password is None and info is not None:
+            # The Secret is gone but pods started from it may still run: their password
+            # stays for a grace period next to the new one, as after a rotation.
+            others = [_text(p) for p in _as_dict(info).get("passwords", [])][:1]
+            outcome.kept_previous = bool(others)
         # One SETUSER starting with "reset" replaces everything atomically, so a user
         # changed by hand ends up exactly as specified, never as a merge of both.
-        await self._call("ACL", "SETUSER", part.username, *self._rules(part, outcome.password))
-        outcome.actions.append(f"{'repaired' if existed else 'created'} Redis ACL user {part.username}")
+        await self._call("ACL", "SETUSER", part.username, *self._rules(part, outcome.password, also=others))
+        if info is None:
+            outcome.actions.append(f"created Redis ACL user {part.username}")
+        elif password is not None and not grace and len(_as_dict(info).get("passwords", [])) > 1:
+            outcome.actions.append(f"removed the previous password of Redis ACL user {part.username}")
+        else:
+            outcome.actions.append(f"repaired Redis ACL user {part.username}")
         return outcome
 
-    async def rotate(self, part: RedisPart, *, new_password: str) -> None:
-        await self._call("ACL", "SETUSER", part.username, *self._rules(part, new_password))
+    async def rotate(self, part: RedisPart, *, current: str, new_password: str) -> None:
+        """Add ``new_password`` next to ``current``; any older one goes now.
+
+        resetpass and both passwords in one SETUSER, so there is no moment in which
+        neither the old nor the new Secret can log in.
+        """
+        await self._call("ACL", "SETUSER", part.username, "resetpass",
+                         f"#{naming.redis_password_hash(current)}", f">{new_password}")
 
     async def delete(self, username: str) -> list[str]:
         # DELUSER also disconnects the user's clients: access ends now, not at reconnect.

@@ -31,6 +31,9 @@ class OperatorSettings(BaseSettings):
     drift_interval_seconds: float = Field(default=60.0, gt=0)
     #: Seconds since the last change before the drift timer starts checking an object.
     drift_idle_seconds: float = Field(default=10.0, ge=0)
+    #: After a credential rotation, how long the previous credentials keep working, in
+    #: seconds: long enough for a rolling restart of every pod that reads the Secret.
+    credential_grace_seconds: float = Field(default=3600.0, ge=0)
     #: Retry backoff for a dependency that is down: base * 2**retry, capped.
     retry_base_seconds: float = Field(default=2.0, gt=0)
     retry_max_seconds: float = Field(default=300.0, gt=0)

@@ -22,6 +22,12 @@ def now() -> str:
     return datetime.datetime.now(tz=datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+def seconds_since(timestamp: str) -> float:
+    """Seconds elapsed since a timestamp written by ``now()`` (negative if in the future)."""
+    then = datetime.datetime.strptime(timestamp, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=datetime.UTC)
+    return (datetime.datetime.now(tz=datetime.UTC) - then).total_seconds()
+
+
 def set_condition(
     conditions: Sequence[Mapping[str, Any]], *, type_: str, status: ConditionStatus, reason: str,
     message: str, generation: int | None,

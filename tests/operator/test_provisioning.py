@@ -24,7 +24,11 @@ async def test_apply_makes_everything_ready(cluster: Cluster, operator, namespac
         assert cond["status"] == "True", cond
         assert cond["observedGeneration"] == 1
         assert cond["lastTransitionTime"].endswith("Z")
-    assert status["database"] == {"name": name.replace("-", "_"), "secretName": f"{name}-database"}
+    db = name.replace("-", "_")
+    assert {k: v for k, v in status["database"].items() if k != "switchedAt"} == {
+        "name": db, "secretName": f"{name}-database", "activeUser": f"{db}_a",
+    }
+    assert status["database"]["switchedAt"].endswith("Z")
     assert status["redis"]["secretName"] == f"{name}-redis"
     assert status["dashboards"]["configMapName"] == f"{name}-dashboard"
 

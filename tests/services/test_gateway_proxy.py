@@ -11,12 +11,16 @@ import httpx
 import jwt
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
+from starlette.types import Message, Scope
+from structlog.testing import capture_logs
 
 from services.auth.app import create_app as create_auth_app
+from services.gateway.app import create_app
 from services.gateway.settings import GatewaySettings
 from services.gateway.state import PUBLIC_ROUTES
 from services.kit import catalog
-from tests.services.gateway_support import assert_error_shape, gateway, live_tasks
+from tests.services.conftest import running
+from tests.services.gateway_support import assert_error_shape, gateway, gateway_settings, live_tasks
 from tests.support.auth import PASSWORD, auth_settings, unique_email
 from tests.support.live import Recorder, serve_app
 from tests.support.tokens import TEST_KID, auth_header, mint
@@ -210,3 +214,35 @@ def test_gateway_has_a_url_setting_for_every_backend() -> None:
         assert settings.upstream_url(backend.name) == f"http://127.0.0.1:{backend.local_port}"
     assert settings.jwks_url == f"http://127.0.0.1:{catalog.AUTH.local_port}/.well-known/jwks.json"
     assert GatewaySettings(auth_url="http://auth:8000").jwks_url == "http://auth:8000/.well-known/jwks.json"
+
+
+async def test_a_client_leaving_mid_body_is_not_an_error(tasks: tuple[str, Recorder]) -> None:
+    app = create_app(gateway_settings(tasks_url=tasks[0]))
+    messages: list[Message] = [
+        {"type": "http.request", "body": b'{"ti', "more_body": True},
+        {"type": "http.disconnect"},
+    ]
+
+    async def receive() -> Message:
+        return messages.pop(0)
+
+    sent: list[Message] = []
+
+    async def send(message: Message) -> None:
+        sent.append(message)
+
+    scope: Scope = {
+        "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST", "scheme": "http",
+        "path": "/api/v1/tasks", "raw_path": b"/api/v1/tasks", "query_string": b"", "root_path": "",
+        "headers": [(b"host", b"testserver"), (b"content-type", b"application/json"),
+                    (b"authorization", auth_header("alice")["Authorization"].encode())],
+        "client": ("127.0.0.1", 50000), "server": ("testserver", 80),
+    }
+    async with running(app):
+        with capture_logs() as logs:
+            await app(scope, receive, send)
+    events = [entry["event"] for entry in logs]
+    assert "client_disconnected" in events
+    assert "unhandled_exception" not in events
+    assert sent[0]["status"] == 499  # recorded as the client's doing, not a 500
+    assert tasks[1].count() == 0

@@ -143,7 +143,7 @@ async def test_gateway_answers_other_services_while_one_is_down(tmp_path: Path) 
         assert (await client.get("/health/ready")).status_code == 200
         report = (await client.get("/health")).json()
         assert report["status"] == "degraded"
-        assert report["checks"]["users"] == {"status": "down", "critical": False, "error": "ConnectError",
+        assert report["checks"]["users"] == {"status": "down", "critical": False, "error": "ClientConnectorError",
                                              "breaker": "opened"}
         assert report["checks"]["tasks"]["status"] == "up"
 
