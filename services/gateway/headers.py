@@ -24,6 +24,9 @@ _SET_ON_REQUEST = frozenset({
 })
 #: Response headers the gateway's own server writes (or, for the request id, its middleware).
 _SET_ON_RESPONSE = frozenset({b"content-length", b"date", b"server", b"x-request-id"})
+_DROP_ON_REQUEST = HOP_BY_HOP | _SET_ON_REQUEST
+_DROP_ON_RESPONSE = HOP_BY_HOP | _SET_ON_RESPONSE
+_DROP_ON_HEAD_RESPONSE = HOP_BY_HOP | (_SET_ON_RESPONSE - {b"content-length"})
 
 
 def _named_by_connection(headers: Iterable[tuple[bytes, bytes]]) -> set[bytes]:
@@ -35,32 +38,34 @@ def _named_by_connection(headers: Iterable[tuple[bytes, bytes]]) -> set[bytes]:
 
 
 def _end_to_end(headers: Sequence[tuple[bytes, bytes]], also_drop: frozenset[bytes]) -> RawHeaders:
-    drop = HOP_BY_HOP | also_drop | _named_by_connection(headers)
+    # ``also_drop`` already holds HOP_BY_HOP (unions built once, not per request).
+    named = _named_by_connection(headers)
+    drop = also_drop | named if named else also_drop
     return [(key.lower(), value) for key, value in headers if key.lower() not in drop]
 
 
 def upstream_request_headers(
     headers: Sequence[tuple[bytes, bytes]], *, request_id: str, client_ip: str, scheme: str
-) -> RawHeaders:
-    out = _end_to_end(headers, _SET_ON_REQUEST)
+) -> list[tuple[str, str]]:
+    """As ``str`` pairs (latin-1, as on the wire), the form the upstream client takes."""
     incoming = {key.lower(): value for key, value in headers}
+    out = [(key.decode("latin-1"), value.decode("latin-1"))
+           for key, value in _end_to_end(headers, _DROP_ON_REQUEST)]
     # Append, never replace: the upstream's proxy-headers handling takes the right-most
     # untrusted address, which is the client as this gateway saw it, so a client cannot
     # spoof its address by sending its own X-Forwarded-For.
     chain = incoming.get(b"x-forwarded-for")
-    client = client_ip.encode("latin-1")
-    out.append((b"x-forwarded-for", chain + b", " + client if chain else client))
-    out.append((b"x-forwarded-proto", scheme.encode("latin-1")))
+    out.append(("x-forwarded-for", f"{chain.decode('latin-1')}, {client_ip}" if chain else client_ip))
+    out.append(("x-forwarded-proto", scheme))
     if b"host" in incoming:
-        out.append((b"x-forwarded-host", incoming[b"host"]))
-    out.append((b"x-request-id", request_id.encode("latin-1")))
+        out.append(("x-forwarded-host", incoming[b"host"].decode("latin-1")))
+    out.append(("x-request-id", request_id))
     # The upstream client would otherwise offer gzip on the client's behalf; the body is
     # relayed byte for byte, so only what the client itself accepts may be asked for.
     if b"accept-encoding" not in incoming:
-        out.append((b"accept-encoding", b"identity"))
+        out.append(("accept-encoding", "identity"))
     return out
 
 
 def client_response_headers(headers: Sequence[tuple[bytes, bytes]], *, keep_content_length: bool) -> RawHeaders:
-    drop = _SET_ON_RESPONSE - {b"content-length"} if keep_content_length else _SET_ON_RESPONSE
-    return _end_to_end(headers, drop)
+    return _end_to_end(headers, _DROP_ON_HEAD_RESPONSE if keep_content_length else _DROP_ON_RESPONSE)

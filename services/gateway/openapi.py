@@ -14,7 +14,7 @@ import time
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-import httpx
+import aiohttp
 import structlog
 
 from services.gateway.upstreams import Upstream, under
@@ -162,10 +162,11 @@ class MergedOpenApi:
 
     async def _fetch(self, upstream: Upstream) -> Document | None:
         try:
-            response = await upstream.client.get("/openapi.json", timeout=self.fetch_timeout)
-            response.raise_for_status()
-            document = response.json()
-        except (httpx.HTTPError, ValueError) as exc:
+            async with upstream.session.get(upstream.url("/openapi.json"),
+                                            timeout=aiohttp.ClientTimeout(total=self.fetch_timeout)) as response:
+                response.raise_for_status()
+                document = await response.json(content_type=None)
+        except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
             log.warning("openapi_fetch_failed", upstream=upstream.name, error_type=type(exc).__name__)
             return None
         return document if isinstance(document, dict) else None

@@ -13,7 +13,7 @@ from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import HTMLResponse, JSONResponse
 
 from services.gateway.errors import PayloadTooLarge
-from services.gateway.forward import UpstreamReply
+from services.gateway.forward import UpstreamReply, UpstreamRequest
 from services.gateway.headers import client_response_headers, upstream_request_headers
 from services.gateway.openapi import TITLE
 from services.gateway.state import PUBLIC_ROUTES, Gateway, GatewayDep, get_gateway
@@ -90,13 +90,13 @@ async def proxy(request: Request, upstream_name: str, gateway: Gateway) -> Respo
         principal = await get_kit(request).verifier.verify(bearer_token(request.headers.get("authorization")))
         await gateway.limiter.enforce("user", principal.user_id, gateway.user_limits)
     body = await read_body(request, settings.max_body_bytes)
-    upstream_request = upstream.client.build_request(
-        request.method,
-        upstream.url_for(request.scope.get("raw_path") or request.url.path.encode(),
-                         request.scope.get("query_string", b"")),
+    scope = request.scope
+    upstream_request = UpstreamRequest(
+        method=request.method,
+        url=upstream.url_for(scope.get("raw_path") or scope["path"].encode(), scope.get("query_string", b"")),
         headers=upstream_request_headers(request.headers.raw, request_id=request_id_of(request),
-                                         client_ip=client_ip, scheme=request.url.scheme),
-        content=body or None,
+                                         client_ip=client_ip, scheme=scope["scheme"]),
+        body=body or None,
     )
     reply = await gateway.forwarder.forward(upstream, upstream_request)
     return _to_response(reply, request.method)

@@ -30,7 +30,9 @@ class GatewaySettings(ServiceSettings):
     upstream_connect_timeout_seconds: float = Field(default=1.0, gt=0)
     #: Per-upstream override of the whole-request timeout, e.g. ``{"data": 2.0}`` (JSON in env).
     upstream_timeouts: dict[str, float] = Field(default_factory=dict)
-    #: Pooled keep-alive connections per upstream.
+    #: Pooled keep-alive connections per upstream. The upstream client (aiohttp) has no
+    #: separate cap on idle connections: they count against ``upstream_max_connections``
+    #: and expire after the expiry below; ``upstream_max_keepalive=0`` turns keep-alive off.
     upstream_max_connections: int = Field(default=200, ge=1)
     upstream_max_keepalive: int = Field(default=100, ge=0)
     #: Below uvicorn's keep-alive timeout (30 s in `flotilla serve`), so the gateway drops

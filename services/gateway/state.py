@@ -7,7 +7,7 @@ from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 from typing import Annotated, Any, cast
 
-import httpx
+import aiohttp
 from fastapi import Depends, Request
 from limits import RateLimitItem
 
@@ -49,9 +49,10 @@ class UpstreamNotReady(Exception):
 def _health_checks(kit: Kit, gateway: Gateway) -> None:
     for upstream in gateway.upstreams.values():
         async def check(upstream: Upstream = upstream) -> None:
-            response = await upstream.client.get("/health/ready", timeout=1.5)
-            if response.status_code != httpx.codes.OK:
-                raise UpstreamNotReady(f"{upstream.name} answered {response.status_code}")
+            async with upstream.session.get(upstream.url("/health/ready"),
+                                            timeout=aiohttp.ClientTimeout(total=1.5)) as response:
+                if response.status != 200:
+                    raise UpstreamNotReady(f"{upstream.name} answered {response.status}")
 
         async def describe(name: str = upstream.name) -> dict[str, Any]:
             return {"breaker": await gateway.breakers.state(name)}
