@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import re
 import sys
 from collections.abc import MutableMapping
-from typing import Any
+from typing import Any, BinaryIO, TextIO
 
+import orjson
 import structlog
 
 _SECRET_KEYS = re.compile(r"pass(word)?|secret|token|authorization|cookie|api[_-]?key|dsn|_url$", re.I)
@@ -41,8 +43,53 @@ def _scrub_exception(_: Any, __: str, event: MutableMapping[str, Any]) -> Mutabl
     return event
 
 
+class _NamedBytesLogger(structlog.BytesLogger):
+    """structlog's fastest logger, plus the ``name`` that add_logger_name reads."""
+
+    def __init__(self, name: str, file: BinaryIO) -> None:
+        super().__init__(file)
+        self.name = name
+
+    def msg(self, message: bytes) -> None:
+        # A closed or broken stdout must never turn a request into a 500.
+        with contextlib.suppress(OSError, ValueError):
+            super().msg(message)
+
+    log = debug = info = warn = warning = msg
+    fatal = failure = err = error = critical = exception = msg
+
+
+class _NamedPrintLogger(structlog.PrintLogger):
+    def __init__(self, name: str, file: TextIO) -> None:
+        super().__init__(file)
+        self.name = name
+
+
+class _LineHandler(logging.Handler):
+    """Stdlib records (uvicorn, SQLAlchemy, alembic) as whole lines on the same stream.
+
+    Our own logs skip the stdlib machinery (it cost ~11 % of a cached request's CPU);
+    both writers emit one complete line per write and flush, so lines never interleave.
+    """
+
+    def __init__(self, stream: BinaryIO | None) -> None:
+        super().__init__()
+        self.stream = stream
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            line = self.format(record)
+            if self.stream is None:
+                print(line, flush=True)
+            else:
+                self.stream.write(line.encode("utf-8", "replace") + b"\n")
+                self.stream.flush()
+        except Exception:
+            self.handleError(record)
+
+
 def configure_logging(*, level: str = "INFO", json: bool = True, service: str | None = None) -> None:
-    """Route structlog and stdlib logging (uvicorn, sqlalchemy) through one JSON renderer."""
+    """One JSON line per event, secrets redacted, for structlog and stdlib loggers alike."""
     shared: list[structlog.types.Processor] = [
         structlog.contextvars.merge_contextvars,
         structlog.stdlib.add_log_level,
@@ -52,25 +99,35 @@ def configure_logging(*, level: str = "INFO", json: bool = True, service: str | 
     ]
     if service:
         shared.insert(0, lambda _, __, event: {**event, "service": service})
-    renderer: structlog.types.Processor = (
-        structlog.processors.JSONRenderer() if json else structlog.dev.ConsoleRenderer(colors=False)
+    tail: list[structlog.types.Processor] = [structlog.processors.format_exc_info, _scrub_exception]
+    stream: BinaryIO | None = getattr(sys.stdout, "buffer", None)
+
+    def logger_factory(*args: Any) -> Any:
+        name = str(args[0]) if args else ""
+        if json and stream is not None:
+            return _NamedBytesLogger(name, stream)
+        return _NamedPrintLogger(name, sys.stdout)
+
+    native_renderer: structlog.types.Processor = (
+        structlog.processors.JSONRenderer(serializer=orjson.dumps) if json and stream is not None
+        else structlog.processors.JSONRenderer() if json
+        else structlog.dev.ConsoleRenderer(colors=False)
     )
     structlog.configure(
-        processors=[*shared, structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
-        logger_factory=structlog.stdlib.LoggerFactory(),
-        wrapper_class=structlog.stdlib.BoundLogger,
+        processors=[*shared, *tail, native_renderer],
+        logger_factory=logger_factory,
+        wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelNamesMapping()[level]),
         cache_logger_on_first_use=True,
     )
     formatter = structlog.stdlib.ProcessorFormatter(
         foreign_pre_chain=shared,
         processors=[
             structlog.stdlib.ProcessorFormatter.remove_processors_meta,
-            structlog.processors.format_exc_info,
-            _scrub_exception,
-            renderer,
+            *tail,
+            structlog.processors.JSONRenderer() if json else structlog.dev.ConsoleRenderer(colors=False),
         ],
     )
-    handler = logging.StreamHandler(sys.stdout)
+    handler = _LineHandler(stream)
     handler.setFormatter(formatter)
     root = logging.getLogger()
     root.handlers[:] = [handler]
