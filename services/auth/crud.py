@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import uuid
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import structlog
+from sqlalchemy import delete, select, update
 from sqlalchemy import exc as sa_exc
-from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.auth.models import RefreshToken, User
@@ -116,3 +116,14 @@ async def revoke_refresh_family(*, session: AsyncSession, token: str) -> None:
     )
     if family_id is not None:
         await _revoke_family(session, family_id)
+
+
+async def purge_expired_refresh_tokens(*, session: AsyncSession, expired_before: datetime) -> int:
+    """Delete refresh tokens that expired before ``expired_before``.
+
+    An expired token is refused whatever its row says, so its row only keeps reuse
+    detection for a token that can no longer be used; the table would otherwise grow
+    by one row per login and refresh forever.
+    """
+    result = await session.execute(delete(RefreshToken).where(RefreshToken.expires_at < expired_before))
+    return int(getattr(result, "rowcount", 0) or 0)

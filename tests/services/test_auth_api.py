@@ -14,6 +14,8 @@ from sqlalchemy import select, update
 
 from services.auth.app import create_app
 from services.auth.models import RefreshToken, User
+from services.auth.runtime import refresh_token_purger
+from services.auth.tokens import hash_refresh_token
 from services.kit.db import utcnow
 from tests.services.conftest import running
 from tests.support.auth import (
@@ -192,6 +194,27 @@ async def test_expired_refresh_token_is_401(app, client: httpx.AsyncClient) -> N
         await session.execute(update(RefreshToken).values(expires_at=utcnow() - timedelta(seconds=1)))
         await session.commit()
     assert_error_shape(await refresh(client, pair["refresh_token"]), 401, "unauthorized")
+
+
+async def test_the_purge_removes_only_long_expired_refresh_tokens(app, client: httpx.AsyncClient) -> None:
+    email = unique_email()
+    await register(client, email)
+    old, recent, live = [await login(client, email) for _ in range(3)]
+    ages = {old["refresh_token"]: timedelta(days=3), recent["refresh_token"]: timedelta(hours=1)}
+    async with app.state.kit.database.session() as session:
+        for token, age in ages.items():
+            await session.execute(update(RefreshToken).where(RefreshToken.token_hash == hash_refresh_token(token))
+                                  .values(expires_at=utcnow() - age))
+        await session.commit()
+
+    await refresh_token_purger(app.state.kit)()
+
+    async with app.state.kit.database.session() as session:
+        kept = set(await session.scalars(select(RefreshToken.token_hash)))
+    assert hash_refresh_token(old["refresh_token"]) not in kept  # expired past the slack: purged
+    assert hash_refresh_token(recent["refresh_token"]) in kept  # expired within the slack: kept
+    assert hash_refresh_token(live["refresh_token"]) in kept
+    assert (await refresh(client, live["refresh_token"])).status_code == 200
 
 
 async def test_refresh_tokens_are_stored_hashed(app, client: httpx.AsyncClient) -> None:
