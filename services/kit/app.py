@@ -96,7 +96,8 @@ def create_service_app(
     install_error_documentation(app)
     metrics.instrument(app)
     # Added last = outermost: the request id and error boundary wrap everything else.
-    app.add_middleware(RequestContextMiddleware, retry_after_seconds=settings.retry_after_seconds)
+    app.add_middleware(RequestContextMiddleware, retry_after_seconds=settings.retry_after_seconds,
+                       body_timeout_seconds=settings.body_read_timeout_seconds)
     app.include_router(health.router())
     for router in routers:
         app.include_router(router)

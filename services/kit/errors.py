@@ -95,6 +95,17 @@ class DependencyUnavailable(FlotillaError):
         self.dependency = dependency
 
 
+class RequestBodyTimeout(Exception):
+    """The client stopped sending its request body (slowloris, a stalled upload).
+
+    Deliberately not a TimeoutError: that would read as a dependency outage (503).
+    """
+
+
+BODY_TIMEOUT_MESSAGE = "the request body did not arrive in time"
+BODY_TIMEOUT_HEADERS = {"Connection": "close"}
+
+
 def request_id_of(request: Request) -> str:
     return str(getattr(request.state, "request_id", "") or "")
 
@@ -171,6 +182,9 @@ def install_error_handlers(app: FastAPI) -> None:
 
     async def on_http_error(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, StarletteHTTPException)
+        if isinstance(exc.__cause__, RequestBodyTimeout):
+            # FastAPI wraps any failure while reading the body into a 400; say what it was.
+            return error_response(request, 408, "request_timeout", BODY_TIMEOUT_MESSAGE, None, BODY_TIMEOUT_HEADERS)
         try:
             phrase = HTTPStatus(exc.status_code).phrase
         except ValueError:
@@ -197,13 +211,17 @@ def classify_unexpected(
     A database outage surfaces from deep inside SQLAlchemy/asyncpg as many exception
     types; all of them mean "retry later", so they become 503 + Retry-After.
     """
-    if _is_database_outage(exc):
+    details: dict[str, Any] | None = None
+    headers: dict[str, str] = {}
+    if isinstance(exc, RequestBodyTimeout):
+        status, code, message, headers = 408, "request_timeout", BODY_TIMEOUT_MESSAGE, dict(BODY_TIMEOUT_HEADERS)
+    elif _is_database_outage(exc):
         log.warning("dependency_unavailable", dependency="database", error_type=type(exc).__name__)
         status, code, message = 503, "dependency_unavailable", "database is temporarily unavailable; retry later"
-        details: dict[str, Any] | None = {"dependency": "database"}
+        details = {"dependency": "database"}
         headers = {"Retry-After": str(retry_after_seconds)}
     else:
         log.error("unhandled_exception", error_type=type(exc).__name__, exc_info=exc)
-        status, code, message, details, headers = 500, "internal_error", "an unexpected error occurred", None, {}
+        status, code, message = 500, "internal_error", "an unexpected error occurred"
     body = orjson.dumps({"error_code": code, "message": message, "details": details, "request_id": request_id})
     return status, body, headers

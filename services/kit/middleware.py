@@ -7,6 +7,7 @@ server's own 500 handler (which would print a stack trace) ever sees it.
 
 from __future__ import annotations
 
+import asyncio
 import re
 import time
 import uuid
@@ -16,7 +17,7 @@ import orjson
 import structlog
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from services.kit.errors import classify_unexpected
+from services.kit.errors import RequestBodyTimeout, classify_unexpected
 
 log = structlog.get_logger("flotilla.access")
 
@@ -33,9 +34,10 @@ def _incoming_request_id(scope: Scope) -> str:
 
 
 class RequestContextMiddleware:
-    def __init__(self, app: ASGIApp, *, retry_after_seconds: int = 5) -> None:
+    def __init__(self, app: ASGIApp, *, retry_after_seconds: int = 5, body_timeout_seconds: float = 30.0) -> None:
         self.app = app
         self.retry_after_seconds = retry_after_seconds
+        self.body_timeout_seconds = body_timeout_seconds
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -64,8 +66,26 @@ class RequestContextMiddleware:
                 message["headers"] = headers
             await send(message)
 
+        body_complete = False
+
+        async def receive_with_deadline() -> Message:
+            # uvicorn waits for a request body forever; a client that stalls (slowloris)
+            # would hold a connection and a task. Each chunk must arrive within the
+            # timeout; once the body is complete, receive (disconnect) is left alone.
+            nonlocal body_complete
+            if body_complete:
+                return await receive()
+            try:
+                async with asyncio.timeout(self.body_timeout_seconds):
+                    message = await receive()
+            except TimeoutError:
+                raise RequestBodyTimeout() from None
+            if message["type"] != "http.request" or not message.get("more_body", False):
+                body_complete = True
+            return message
+
         try:
-            await self.app(scope, receive, send_with_request_id)
+            await self.app(scope, receive_with_deadline, send_with_request_id)
         except Exception as exc:
             status, body, headers = classify_unexpected(exc, request_id, self.retry_after_seconds)
             if metrics is not None:

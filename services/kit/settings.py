@@ -50,6 +50,8 @@ class ServiceSettings(BaseSettings):
 
     cache_ttl_seconds: int = Field(default=300, ge=1)
     redis_timeout_seconds: float = Field(default=0.5, gt=0)
+    #: Longest wait for the next chunk of a request body before 408 (slow clients).
+    body_read_timeout_seconds: float = Field(default=30.0, gt=0)
 
     #: JWT verification: tokens must carry this issuer and audience.
     jwt_issuer: str = DEV_ISSUER
