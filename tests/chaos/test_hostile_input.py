@@ -169,8 +169,8 @@ def test_missing_and_duplicated_headers(calm_stack: TunedStack) -> None:
 
 def test_slow_body_does_not_starve_other_clients(calm_stack: TunedStack, auth: dict[str, str]) -> None:
     """Slowloris, bounded: a few clients trickle a body a few bytes a second for a few
-    seconds while another client keeps working. (uvicorn sets no request-read timeout,
-    so a slow body is waited for; in a cluster the ingress bounds it.)"""
+    seconds while another client keeps working. A trickle is still progress, so it is
+    served; a body that stops altogether gets 408 (tests/services/test_slow_bodies.py).)"""
     body = b'{"title": "slow and steady"}'
     head = (f"POST /api/v1/tasks HTTP/1.1\r\nHost: x\r\n{_auth_line(auth)}Content-Type: application/json\r\n"
             f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n").encode()
