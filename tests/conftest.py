@@ -1,4 +1,4 @@
-"""Session-wide real servers. Every suite that needs PostgreSQL or Redis uses these."""
+"""Real servers for every suite: session-wide ones, and per-test ones for outage tests."""
 
 from __future__ import annotations
 
@@ -6,46 +6,30 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.support.servers import PostgresServer, RedisServer
+from tests.support.servers import PostgresServer, RedisServer, running
 
 
 @pytest.fixture(scope="session")
 def postgres_server() -> Iterator[PostgresServer]:
-    server = PostgresServer()
-    server.start()
-    try:
+    with running(PostgresServer()) as server:
         yield server
-    finally:
-        server.cleanup()
 
 
 @pytest.fixture(scope="session")
 def redis_server() -> Iterator[RedisServer]:
-    server = RedisServer()
-    server.start()
-    try:
+    with running(RedisServer()) as server:
         yield server
-    finally:
-        server.cleanup()
 
 
 @pytest.fixture
 def own_postgres() -> Iterator[PostgresServer]:
     """A PostgreSQL of the test's own, for tests that stop it (outages)."""
-    server = PostgresServer()
-    server.start()
-    try:
+    with running(PostgresServer()) as server:
         yield server
-    finally:
-        server.cleanup()
 
 
 @pytest.fixture
 def own_redis() -> Iterator[RedisServer]:
     """A Redis of the test's own, for tests that stop it (outages)."""
-    server = RedisServer()
-    server.start()
-    try:
+    with running(RedisServer()) as server:
         yield server
-    finally:
-        server.cleanup()

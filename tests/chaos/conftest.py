@@ -22,7 +22,7 @@ import pytest
 
 from services.kit import catalog
 from tests.support.polling import eventually
-from tests.support.servers import PostgresServer, RedisServer, wait_for_port
+from tests.support.servers import PostgresServer, RedisServer, running, wait_for_port
 from tests.support.stack import TunedStack, free_port_block
 
 FULL = os.environ.get("FLOTILLA_CHAOS", "").lower() == "full"
@@ -94,22 +94,14 @@ def scale() -> Scale:
 
 @pytest.fixture(scope="session")
 def chaos_postgres() -> Iterator[PostgresServer]:
-    server = PostgresServer()
-    server.start()
-    try:
+    with running(PostgresServer()) as server:
         yield server
-    finally:
-        server.cleanup()
 
 
 @pytest.fixture(scope="session")
 def chaos_redis() -> Iterator[DurableRedisServer]:
-    server = DurableRedisServer()
-    server.start()
-    try:
+    with running(DurableRedisServer()) as server:
         yield server
-    finally:
-        server.cleanup()
 
 
 @pytest.fixture(scope="session")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -26,14 +26,6 @@ from tests.support.tokens import auth_header
 async def tasks(tmp_path: Path) -> AsyncIterator[tuple[str, Recorder]]:
     async with live_tasks(tmp_path) as upstream:
         yield upstream
-
-
-@pytest.fixture
-def own_redis() -> Iterator[RedisServer]:
-    server = RedisServer()
-    server.start()
-    yield server
-    server.cleanup()
 
 
 @asynccontextmanager

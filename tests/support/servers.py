@@ -15,8 +15,11 @@ import socket
 import subprocess
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
 PG_BIN_CANDIDATES = ("/usr/lib/postgresql/15/bin", "/usr/lib/postgresql/16/bin", "/usr/lib/postgresql/17/bin")
 #: PostgreSQL refuses to run as root; when tests run as root the server runs as this user.
@@ -168,3 +171,16 @@ class RedisServer:
     def cleanup(self) -> None:
         self.stop()
         shutil.rmtree(self.root, ignore_errors=True)
+
+
+Server = TypeVar("Server", PostgresServer, RedisServer)
+
+
+@contextmanager
+def running(server: Server) -> Iterator[Server]:
+    """Start ``server``; stop it and remove its files afterwards, whatever happens."""
+    server.start()
+    try:
+        yield server
+    finally:
+        server.cleanup()
