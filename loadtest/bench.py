@@ -34,8 +34,9 @@ from loadtest import report
 from loadtest.baselines import PAGE_SIZE
 from loadtest.procstats import Sampler, rss_mb
 from loadtest.results import load_entries, merged_row
-from loadtest.stack import free_port, runnable_services, running_stack, servers
+from loadtest.stack import runnable_services, running_stack, servers
 from services.kit import catalog
+from services.launcher import free_port
 from services.serve import PortInUse, ensure_port_free
 
 HERE = Path(__file__).parent

@@ -11,10 +11,14 @@ from __future__ import annotations
 import asyncio
 import importlib.util
 import os
+import secrets
 import signal
+import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
@@ -28,6 +32,36 @@ from services.serve import PortInUse, ensure_port_free
 
 class LaunchError(RuntimeError):
     pass
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A port nothing listens on right now (the OS picks it)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        return int(sock.getsockname()[1])
+
+
+def free_port_offset(host: str = "127.0.0.1") -> int:
+    """An offset such that every catalog port + offset is free: a stack beside another.
+
+    Offsets land the ports in 10000-29999, below Linux's ephemeral range (32768+), so
+    outgoing connections of other processes cannot grab them between check and bind.
+    """
+    ports = [s.local_port for s in catalog.SERVICES]
+    for _ in range(100):
+        offset = 10000 + secrets.randbelow(20000 - 10) - min(ports)
+        try:
+            for port in ports:
+                ensure_port_free(host, port + offset)
+        except PortInUse:
+            continue
+        return offset
+    raise LaunchError("no free block of ports for the services")
+
+
+def serve_command(service: ServiceInfo, *, host: str, port: int) -> list[str]:
+    """How every service process is started: ``flotilla serve`` with this interpreter."""
+    return [sys.executable, "-m", "services.cli", "serve", service.name, "--host", host, "--port", str(port)]
 
 
 def available_services() -> list[ServiceInfo]:
@@ -68,6 +102,8 @@ class Stack:
     #: Shift every catalog port by this much (run a second stack, or tests, side by side).
     port_offset: int = 0
     services: list[ServiceInfo] = field(default_factory=available_services)
+    #: Environment every service gets on top of everything else (tuning for tests and load tests).
+    extra_env: Mapping[str, str] = field(default_factory=dict)
     processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
 
     def port(self, service: ServiceInfo) -> int:
@@ -95,7 +131,7 @@ class Stack:
             if other is not service:
                 env[f"{prefix}{other.name.upper()}_URL"] = self.url(other)
         # What the user exported wins over our defaults (12-factor).
-        return {**env, **os.environ}
+        return {**env, **os.environ, **self.extra_env}
 
     def log_path(self, service: ServiceInfo) -> Path:
         return self.data_dir / "logs" / f"{service.name}.log"
@@ -119,11 +155,23 @@ class Stack:
     def start_one(self, service: ServiceInfo) -> None:
         with self.log_path(service).open("ab") as log:
             self.processes[service.name] = subprocess.Popen(  # noqa: S603 - our own interpreter and args
-                [sys.executable, "-m", "services.cli", "serve", service.name,
-                 "--host", self.host, "--port", str(self.port(service))],
+                serve_command(service, host=self.host, port=self.port(service)),
                 env=self.env_for(service), stdout=log, stderr=subprocess.STDOUT,
                 start_new_session=True,  # Ctrl-C reaches the launcher only; it stops children in order
             )
+
+    @contextmanager
+    def running(self, timeout: float = 60.0) -> Iterator[float]:
+        """Start every service, wait until all are ready (yields how long that took), stop them after."""
+        try:
+            self.start()
+            yield self.wait_ready(timeout=timeout)
+        finally:
+            self.stop()
+
+    def pids(self) -> dict[str, int]:
+        """Process ids of the services that are running."""
+        return {name: p.pid for name, p in self.processes.items() if p.poll() is None}
 
     def stop_one(self, service: ServiceInfo, *, sig: int = signal.SIGTERM, timeout: float = 15.0) -> int:
         """Stop one service (SIGTERM: graceful; SIGKILL: a crash). Returns its exit code."""

@@ -23,7 +23,7 @@ import pytest
 from services.kit import catalog
 from tests.support.polling import eventually
 from tests.support.servers import PostgresServer, RedisServer, running, wait_for_port
-from tests.support.stack import TunedStack, free_port_block
+from tests.support.stack import Stack, free_port_offset
 
 FULL = os.environ.get("FLOTILLA_CHAOS", "").lower() == "full"
 #: Never logged by anything we run; the secrets test scans the logs for it.
@@ -106,19 +106,15 @@ def chaos_redis() -> Iterator[DurableRedisServer]:
 
 @pytest.fixture(scope="session")
 def chaos_stack(chaos_postgres: PostgresServer, chaos_redis: DurableRedisServer,
-                tmp_path_factory: pytest.TempPathFactory) -> Iterator[TunedStack]:
-    stack = TunedStack(data_dir=tmp_path_factory.mktemp("chaos-stack"),
-                       database_url=chaos_postgres.dsn("postgres", driver="postgresql"),
-                       redis_url=chaos_redis.url, port_offset=free_port_block(), extra_env=STACK_ENV)
-    try:
-        stack.start()
-        stack.wait_ready(timeout=90)
+                tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    stack = Stack(data_dir=tmp_path_factory.mktemp("chaos-stack"),
+                  database_url=chaos_postgres.dsn("postgres", driver="postgresql"),
+                  redis_url=chaos_redis.url, port_offset=free_port_offset(), extra_env=STACK_ENV)
+    with stack.running(timeout=90):
         yield stack
-    finally:
-        stack.stop()
 
 
-def _calm(stack: TunedStack) -> bool:
+def _calm(stack: Stack) -> bool:
     """Every service ready and the gateway healthy (every upstream reachable, breakers closed)."""
     try:
         with httpx.Client(timeout=3) as client:
@@ -133,7 +129,7 @@ def _calm(stack: TunedStack) -> bool:
 
 
 @pytest.fixture
-def calm_stack(chaos_stack: TunedStack) -> TunedStack:
+def calm_stack(chaos_stack: Stack) -> Stack:
     """The shared stack once it has recovered from whatever the previous test did."""
     for service in chaos_stack.services:
         if service.name not in chaos_stack.processes:  # a test crashed it and failed before restarting it
@@ -143,5 +139,5 @@ def calm_stack(chaos_stack: TunedStack) -> TunedStack:
     return chaos_stack
 
 
-def log_dir(stack: TunedStack) -> Path:
+def log_dir(stack: Stack) -> Path:
     return stack.data_dir / "logs"

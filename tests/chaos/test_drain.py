@@ -24,7 +24,7 @@ from tests.chaos.conftest import Scale, eventually
 from tests.chaos.traffic import Load, Operation, ReadinessBalancer, Tally
 from tests.support import tokens
 from tests.support.servers import PostgresServer
-from tests.support.stack import ServiceProcess, TunedStack, bearer, free_port, gateway, register_and_login
+from tests.support.stack import ServiceProcess, Stack, bearer, free_port, gateway, register_and_login
 
 pytestmark = [pytest.mark.chaos, pytest.mark.postgres]
 
@@ -133,7 +133,7 @@ def test_service_drain_fails_no_request(chaos_postgres: PostgresServer, tmp_path
     assert history[:2] == ["200", "503"], history
 
 
-def test_gateway_rolling_update_fails_no_request(calm_stack: TunedStack, tmp_path: Path, scale: Scale) -> None:
+def test_gateway_rolling_update_fails_no_request(calm_stack: Stack, tmp_path: Path, scale: Scale) -> None:
     """Two gateway replicas; a third comes up, then the old two get SIGTERM one by one."""
     with gateway(calm_stack) as client:
         headers = bearer(register_and_login(client, f"roll-{uuid.uuid4().hex[:8]}@example.com"))

@@ -23,7 +23,7 @@ from schemathesis.specs.openapi.checks import response_schema_conformance
 from services.kit import catalog
 from tests.chaos.conftest import Scale
 from tests.support.error_shape import ERROR_FIELDS
-from tests.support.stack import TunedStack, bearer, gateway, register_and_login
+from tests.support.stack import Stack, bearer, gateway, register_and_login
 
 pytestmark = [pytest.mark.chaos, pytest.mark.postgres, pytest.mark.redis]
 
@@ -51,7 +51,7 @@ def error_shape(ctx: Any, response: Any, case: Any) -> bool | None:
 CHECKS = [not_a_server_error, response_schema_conformance, error_shape]
 
 
-def test_fuzz_every_operation_through_the_gateway(calm_stack: TunedStack, scale: Scale) -> None:
+def test_fuzz_every_operation_through_the_gateway(calm_stack: Stack, scale: Scale) -> None:
     base_url = calm_stack.url(catalog.GATEWAY)
     with gateway(calm_stack) as client:
         headers = bearer(register_and_login(client, f"fuzz-{uuid.uuid4().hex[:8]}@example.com"))

@@ -15,7 +15,7 @@ import pytest
 from services.kit import catalog
 from tests.chaos.conftest import eventually
 from tests.chaos.traffic import is_error_shape
-from tests.support.stack import TunedStack, bearer, gateway, register_and_login
+from tests.support.stack import Stack, bearer, gateway, register_and_login
 
 pytestmark = [pytest.mark.chaos, pytest.mark.postgres, pytest.mark.redis]
 
@@ -27,7 +27,7 @@ JSON = {"content-type": "application/json"}
 
 
 @pytest.fixture
-def auth(calm_stack: TunedStack) -> dict[str, str]:
+def auth(calm_stack: Stack) -> dict[str, str]:
     with gateway(calm_stack) as client:
         return bearer(register_and_login(client, f"hostile-{uuid.uuid4().hex[:8]}@example.com"))
 
@@ -37,7 +37,7 @@ def assert_clear_4xx(response: httpx.Response, *statuses: int) -> None:
     assert is_error_shape(response), response.text[:300]
 
 
-def test_strings_are_stored_and_returned_verbatim(calm_stack: TunedStack, auth: dict[str, str]) -> None:
+def test_strings_are_stored_and_returned_verbatim(calm_stack: Stack, auth: dict[str, str]) -> None:
     with gateway(calm_stack) as client:
         for value in SQL_META + UNICODE:
             created = client.post("/api/v1/tasks", json={"title": value, "description": value}, headers=auth)
@@ -64,7 +64,7 @@ def test_strings_are_stored_and_returned_verbatim(calm_stack: TunedStack, auth: 
             assert_clear_4xx(client.get("/api/v1/tasks", params=params, headers=auth), 400, 422)
 
 
-def test_control_characters_and_broken_encodings_are_refused(calm_stack: TunedStack, auth: dict[str, str]) -> None:
+def test_control_characters_and_broken_encodings_are_refused(calm_stack: Stack, auth: dict[str, str]) -> None:
     with gateway(calm_stack) as client:
         for body in ({"title": "a\x00b"}, {"title": "ok", "description": "x\x00"}, {"title": "   "},
                      {"title": "x" * 201}, {"title": "ok", "priority": "urgent"}, {"title": "ok", "owner_id": "x"}):
@@ -85,7 +85,7 @@ def test_control_characters_and_broken_encodings_are_refused(calm_stack: TunedSt
             **auth, "content-type": "application/x-www-form-urlencoded"}), 422)
 
 
-def test_oversized_bodies_are_refused_without_reading_them(calm_stack: TunedStack, auth: dict[str, str]) -> None:
+def test_oversized_bodies_are_refused_without_reading_them(calm_stack: Stack, auth: dict[str, str]) -> None:
     cap = 1024 * 1024
 
     def endless() -> Iterator[bytes]:  # chunked, no Content-Length: counted as it arrives
@@ -108,7 +108,7 @@ def test_oversized_bodies_are_refused_without_reading_them(calm_stack: TunedStac
         assert client.get("/api/v1/tasks", headers=auth).status_code == 200
 
 
-def test_path_traversal_in_ids_goes_nowhere(calm_stack: TunedStack, auth: dict[str, str]) -> None:
+def test_path_traversal_in_ids_goes_nowhere(calm_stack: Stack, auth: dict[str, str]) -> None:
     paths = ["/api/v1/tasks/../users/me", "/api/v1/tasks/%2e%2e/users/me", "/api/v1/tasks/..%2f..%2fusers%2fme",
              "/api/v1/users/me/../../tasks", "/api/v1/stats/../users/me", "/api/v1/tasks/%00",
              "/api/v1/recommendations/..%2f..%2fetc%2fpasswd", "/api/v1/tasks/%252e%252e%252f",
@@ -123,7 +123,7 @@ def _auth_line(auth: dict[str, str]) -> str:
     return f"Authorization: {auth['Authorization']}\r\n"
 
 
-def raw_request(stack: TunedStack, data: bytes, timeout: float = 10.0) -> tuple[int, dict[str, str], bytes]:
+def raw_request(stack: Stack, data: bytes, timeout: float = 10.0) -> tuple[int, dict[str, str], bytes]:
     """Send bytes exactly as given (httpx would normalise paths and refuse bad headers)."""
     with socket.create_connection(("127.0.0.1", stack.port(catalog.GATEWAY)), timeout=timeout) as sock:
         sock.sendall(data)
@@ -140,7 +140,7 @@ def raw_request(stack: TunedStack, data: bytes, timeout: float = 10.0) -> tuple[
     return int(lines[0].split()[1]), headers, body
 
 
-def test_missing_and_duplicated_headers(calm_stack: TunedStack) -> None:
+def test_missing_and_duplicated_headers(calm_stack: Stack) -> None:
     with gateway(calm_stack) as client:
         alice = bearer(register_and_login(client, f"alice-{uuid.uuid4().hex[:8]}@example.com"))
         bob = bearer(register_and_login(client, f"bob-{uuid.uuid4().hex[:8]}@example.com"))
@@ -167,7 +167,7 @@ def test_missing_and_duplicated_headers(calm_stack: TunedStack) -> None:
     assert status == 400
 
 
-def test_slow_body_does_not_starve_other_clients(calm_stack: TunedStack, auth: dict[str, str]) -> None:
+def test_slow_body_does_not_starve_other_clients(calm_stack: Stack, auth: dict[str, str]) -> None:
     """Slowloris, bounded: a few clients trickle a body a few bytes a second for a few
     seconds while another client keeps working. A trickle is still progress, so it is
     served; a body that stops altogether gets 408 (tests/services/test_slow_bodies.py).)"""
@@ -206,5 +206,5 @@ def test_slow_body_does_not_starve_other_clients(calm_stack: TunedStack, auth: d
     eventually(lambda: client_ok(calm_stack, auth), timeout=10)
 
 
-def client_ok(stack: TunedStack, auth: dict[str, str]) -> bool:
+def client_ok(stack: Stack, auth: dict[str, str]) -> bool:
     return httpx.get(f"{stack.url(catalog.GATEWAY)}/api/v1/tasks", headers=auth, timeout=5).status_code == 200

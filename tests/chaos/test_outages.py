@@ -24,7 +24,7 @@ from services.kit.events import DATA_GROUP, TASK_EVENTS_STREAM
 from tests.chaos.conftest import DurableRedisServer, Scale, eventually, log_dir
 from tests.chaos.traffic import Load, Tally, is_clean_unavailable, is_error_shape
 from tests.support.servers import PostgresServer
-from tests.support.stack import ServiceProcess, TunedStack, bearer, free_port, gateway, register_and_login
+from tests.support.stack import ServiceProcess, Stack, bearer, free_port, gateway, register_and_login
 
 pytestmark = [pytest.mark.chaos, pytest.mark.postgres, pytest.mark.redis]
 
@@ -35,7 +35,7 @@ CLIENT_TIMEOUT = (_gateway_defaults.retry_attempts + 1) * (
     _gateway_defaults.upstream_timeout_seconds + _gateway_defaults.retry_backoff_max_seconds) + 2
 
 
-def _users(stack: TunedStack, count: int, tag: str) -> list[dict[str, str]]:
+def _users(stack: Stack, count: int, tag: str) -> list[dict[str, str]]:
     with gateway(stack) as client:
         return [bearer(register_and_login(client, f"{tag}-{i}-{uuid.uuid4().hex[:8]}@example.com"))
                 for i in range(count)]
@@ -111,13 +111,9 @@ def _mixed_operation(users: list[dict[str, str]], tally: Tally, writes: Writes, 
     return operation
 
 
-def _pids(stack: TunedStack) -> dict[str, int]:
-    return {name: process.pid for name, process in stack.processes.items() if process.poll() is None}
-
-
-def test_postgres_outage_under_load(calm_stack: TunedStack, chaos_postgres: PostgresServer, scale: Scale) -> None:
+def test_postgres_outage_under_load(calm_stack: Stack, chaos_postgres: PostgresServer, scale: Scale) -> None:
     users = _users(calm_stack, 4, "pg")
-    pids = _pids(calm_stack)
+    pids = calm_stack.pids()
     tally, writes = Tally(), Writes()
     operation = _mixed_operation(users, tally, writes, allow_unavailable=True)
     with gateway(calm_stack) as probe:
@@ -135,7 +131,7 @@ def test_postgres_outage_under_load(calm_stack: TunedStack, chaos_postgres: Post
             writes_before_recovery = writes.count
             # recovered: new writes are acknowledged again, by the same processes
             eventually(lambda: writes.count >= writes_before_recovery + 20, timeout=60, interval=0.2)
-        assert _pids(calm_stack) == pids, "a service restarted (or died) during the outage"
+        assert calm_stack.pids() == pids, "a service restarted (or died) during the outage"
 
         found = 0
         for index, headers in enumerate(users):
@@ -159,7 +155,7 @@ def _gauge(text: str, name: str) -> float:
     raise AssertionError(f"{name} not exported")
 
 
-def _strict_gateway(stack: TunedStack, tmp_path: Path, limit: str) -> ServiceProcess:
+def _strict_gateway(stack: Stack, tmp_path: Path, limit: str) -> ServiceProcess:
     """A second gateway replica on the same Redis, with a per-user limit a test can reach."""
     env = {**stack.env_for(catalog.GATEWAY), "GATEWAY_RATE_LIMIT_PER_USER": limit}
     return ServiceProcess(catalog.GATEWAY, free_port(), env, tmp_path / "strict-gateway.log")
@@ -170,7 +166,7 @@ def _burst(url: str, headers: dict[str, str], count: int) -> list[httpx.Response
         return [client.get("/api/v1/users/me", headers=headers) for _ in range(count)]
 
 
-def test_redis_outage_under_load(calm_stack: TunedStack, chaos_redis: DurableRedisServer, scale: Scale,
+def test_redis_outage_under_load(calm_stack: Stack, chaos_redis: DurableRedisServer, scale: Scale,
                                  tmp_path: Path) -> None:
     users = _users(calm_stack, 3, "redis")
     limit = 20
@@ -272,7 +268,7 @@ class HeldTableLock:
         self.thread.join(timeout=30)
 
 
-def _consumed(stack: TunedStack) -> dict[str, float]:
+def _consumed(stack: Stack) -> dict[str, float]:
     text = httpx.get(f"{stack.url(catalog.DATA)}/metrics", timeout=5).text
     out = {}
     for result in ("applied", "duplicate", "invalid"):
@@ -282,7 +278,7 @@ def _consumed(stack: TunedStack) -> dict[str, float]:
     return out
 
 
-def test_data_service_sigkill_mid_consumption(calm_stack: TunedStack, chaos_postgres: PostgresServer,
+def test_data_service_sigkill_mid_consumption(calm_stack: Stack, chaos_postgres: PostgresServer,
                                               chaos_redis: DurableRedisServer) -> None:
     headers = _users(calm_stack, 1, "crash")[0]
     events = 30

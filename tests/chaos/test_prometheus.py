@@ -19,7 +19,7 @@ from flotilla_operator import spec as specs
 from services.kit import catalog
 from tests.chaos.conftest import eventually
 from tests.support.prometheus import PrometheusServer, promtool_check_rules, running_prometheus
-from tests.support.stack import TunedStack, bearer, gateway, register_and_login
+from tests.support.stack import Stack, bearer, gateway, register_and_login
 
 pytestmark = [pytest.mark.chaos, pytest.mark.postgres, pytest.mark.redis]
 
@@ -53,7 +53,7 @@ def fast_groups(groups: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return out
 
 
-def _traffic(stack: TunedStack) -> None:
+def _traffic(stack: Stack) -> None:
     with gateway(stack) as client:
         auth = bearer(register_and_login(client, f"prom-{uuid.uuid4().hex[:8]}@example.com"))
         user_id = client.get("/api/v1/users/me", headers=auth).json()["id"]
@@ -76,7 +76,7 @@ def _traffic(stack: TunedStack) -> None:
         client.get(f"/api/v1/recommendations/{other_id}", headers=other)
 
 
-def exported_names(stack: TunedStack, service: catalog.ServiceInfo) -> set[str]:
+def exported_names(stack: Stack, service: catalog.ServiceInfo) -> set[str]:
     text = httpx.get(f"{stack.url(service)}/metrics", timeout=5).text
     return {line.split()[2] for line in text.splitlines() if line.startswith("# TYPE ")}
 
@@ -97,7 +97,7 @@ def test_generated_rules_pass_promtool(tmp_path: Path) -> None:
     print(f"\n[chaos] promtool check rules: {checked.stdout.strip()}")
 
 
-def test_every_generated_expression_has_data(calm_stack: TunedStack) -> None:
+def test_every_generated_expression_has_data(calm_stack: Stack) -> None:
     specs_by_job = {s.name: service_spec(s) for s in calm_stack.services}
     groups = [g for spec in specs_by_job.values() for g in dashboards.rule_groups(spec)]
     recorded = {r["record"] for g in groups for r in g["rules"] if "record" in r}

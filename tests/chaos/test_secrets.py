@@ -10,12 +10,12 @@ import pytest
 
 from tests.chaos.conftest import REDIS_PASSWORD, log_dir
 from tests.support.servers import PG_SUPERUSER_PASSWORD
-from tests.support.stack import PASSWORD, TunedStack, bearer, gateway, register_and_login
+from tests.support.stack import PASSWORD, Stack, bearer, gateway, register_and_login
 
 pytestmark = [pytest.mark.chaos, pytest.mark.postgres, pytest.mark.redis]
 
 
-def test_logs_hold_no_password_token_or_dsn_secret(calm_stack: TunedStack) -> None:
+def test_logs_hold_no_password_token_or_dsn_secret(calm_stack: Stack) -> None:
     password = f"secret-{uuid.uuid4().hex}"
     wrong_password = f"wrong-{uuid.uuid4().hex}"
     email = f"secrets-{uuid.uuid4().hex[:8]}@example.com"

@@ -9,31 +9,23 @@ import pytest
 
 from services.launcher import Stack
 from tests.support.servers import PostgresServer, RedisServer
-from tests.support.stack import PASSWORD, bearer, free_port_block, gateway, register_and_login
+from tests.support.stack import PASSWORD, bearer, free_port_offset, gateway, register_and_login
 
 # Shared with the chaos suite (tests/support/stack.py); re-exported for the e2e tests.
-__all__ = ["PASSWORD", "bearer", "embedded_stack", "free_port_block", "gateway", "real_stack", "register_and_login"]
+__all__ = ["PASSWORD", "bearer", "embedded_stack", "free_port_offset", "gateway", "real_stack", "register_and_login"]
 
 
 @pytest.fixture
 def real_stack(postgres_server: PostgresServer, redis_server: RedisServer, tmp_path: Path) -> Iterator[Stack]:
     # A database name prefix per test keeps stacks apart on the shared server.
     base = postgres_server.dsn("postgres", driver="postgresql")
-    stack = Stack(data_dir=tmp_path, database_url=base, redis_url=redis_server.url, port_offset=free_port_block())
-    try:
-        stack.start()
-        stack.wait_ready(timeout=90)
+    stack = Stack(data_dir=tmp_path, database_url=base, redis_url=redis_server.url, port_offset=free_port_offset())
+    with stack.running(timeout=90):
         yield stack
-    finally:
-        stack.stop()
 
 
 @pytest.fixture
 def embedded_stack(tmp_path: Path) -> Iterator[Stack]:
-    stack = Stack(data_dir=tmp_path, port_offset=free_port_block())
-    try:
-        stack.start()
-        stack.wait_ready(timeout=90)
+    stack = Stack(data_dir=tmp_path, port_offset=free_port_offset())
+    with stack.running(timeout=90):
         yield stack
-    finally:
-        stack.stop()

@@ -21,17 +21,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
 
+from services.launcher import free_port as free_port  # re-exported for the tests
+
 PG_BIN_CANDIDATES = ("/usr/lib/postgresql/15/bin", "/usr/lib/postgresql/16/bin", "/usr/lib/postgresql/17/bin")
 #: PostgreSQL refuses to run as root; when tests run as root the server runs as this user.
 PG_UNPRIVILEGED_USER = "postgres"
 PG_SUPERUSER = "postgres"
 PG_SUPERUSER_PASSWORD = "test-only-superuser-password"  # dev/test default, never deployed
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def wait_for_port(port: int, timeout: float = 30.0) -> None:

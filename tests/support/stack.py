@@ -1,61 +1,29 @@
 """The stack as real processes, for end-to-end and chaos tests.
 
 ``Stack`` (services/launcher.py) runs every service as ``flotilla serve``; here are the
-test-side helpers around it: a free block of ports, a stack with extra environment
-(tuning a test needs, without touching the test runner's own ``os.environ``), a lone
-service process on a port of its own, and the account helpers every flow starts with.
+test-side helpers around it: a lone service process on a port of its own, and the
+account helpers every flow starts with.
 """
 
 from __future__ import annotations
 
-import random
-import socket
 import subprocess
-import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
 
 from services.kit import catalog
 from services.kit.catalog import ServiceInfo
-from services.launcher import Stack
+from services.launcher import Stack, free_port, free_port_offset, serve_command
+from tests.support.servers import stop_process
+
+# Re-exported: tests take the stack helpers from here.
+__all__ = ["PASSWORD", "ServiceProcess", "Stack", "bearer", "free_port", "free_port_offset", "gateway",
+           "register_and_login"]
 
 PASSWORD = "correct-horse-battery-staple"
-
-
-def free_port_block() -> int:
-    """An offset such that every catalog port + offset is free on 127.0.0.1.
-
-    Offsets land the ports in 10000-29999, below Linux's ephemeral range (32768+), so
-    outgoing connections of other processes cannot grab them between check and bind.
-    """
-    ports = [s.local_port for s in catalog.SERVICES]
-    rng = random.Random()
-    for _ in range(100):
-        offset = rng.randrange(10000, 30000 - 10) - min(ports)
-        try:
-            for port in ports:
-                with socket.socket() as sock:
-                    sock.bind(("127.0.0.1", port + offset))
-        except OSError:
-            continue
-        return offset
-    raise RuntimeError("no free port block")
-
-
-@dataclass
-class TunedStack(Stack):
-    """A Stack whose services also get ``extra_env`` (wins over everything else)."""
-
-    extra_env: dict[str, str] = field(default_factory=dict)
-
-    def env_for(self, service: ServiceInfo) -> dict[str, str]:
-        return {**super().env_for(service), **self.extra_env}
-
-    def pid(self, service: ServiceInfo) -> int:
-        return self.processes[service.name].pid
 
 
 @dataclass
@@ -76,8 +44,7 @@ class ServiceProcess:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         with self.log_path.open("ab") as log:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "services.cli", "serve", self.service.name,
-                 "--host", "127.0.0.1", "--port", str(self.port)],
+                serve_command(self.service, host="127.0.0.1", port=self.port),
                 env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
             )
 
@@ -107,18 +74,7 @@ class ServiceProcess:
 
     def stop(self) -> None:
         if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+            stop_process(self.process, timeout=15)
 
 
 def gateway(stack: Stack) -> httpx.Client:
