@@ -209,11 +209,16 @@ class DatabasePart:
             actions = await ctx.postgres.drop(part, owner=spec.owner)
         else:
             actions = await ctx.postgres.retire(part, owner=spec.owner)
-        if not deleting and await ctx.kube.delete(
-            object_path("v1", "secrets", spec.namespace, naming.database_secret_name(spec.name))
-        ):
-            actions.append(f"deleted Secret {naming.database_secret_name(spec.name)}")
+        if not deleting:
+            actions += await _delete_secret(ctx, spec, naming.database_secret_name(spec.name))
         return actions
+
+
+async def _delete_secret(ctx: Context, spec: ServiceSpec, name: str) -> list[str]:
+    """Remove a part's Secret when the part is disabled (on deletion, owner references do it)."""
+    if await ctx.kube.delete(object_path("v1", "secrets", spec.namespace, name)):
+        return [f"deleted Secret {name}"]
+    return []
 
 
 class RedisPart:
@@ -267,10 +272,8 @@ class RedisPart:
         if not deleting and not body.status.get("redis"):
             return []
         actions = await ctx.redis.delete(spec.redis.username)
-        if not deleting and await ctx.kube.delete(
-            object_path("v1", "secrets", spec.namespace, naming.redis_secret_name(spec.name))
-        ):
-            actions.append(f"deleted Secret {naming.redis_secret_name(spec.name)}")
+        if not deleting:
+            actions += await _delete_secret(ctx, spec, naming.redis_secret_name(spec.name))
         return actions
 
 
