@@ -27,8 +27,11 @@ lint: install
 typecheck: install
 	$(BIN)/mypy services operator/flotilla_operator loadtest
 
+## pytest: the whole suite in random order (pytest-randomly prints the seed; replay an order
+## with `make pytest PYTEST_ARGS=--randomly-seed=<seed>`), then the 15 slowest tests
+PYTEST_ARGS ?=
 pytest: install servers
-	$(BIN)/pytest
+	$(BIN)/pytest --durations=15 $(PYTEST_ARGS)
 
 ## test: lint, type-check and the whole suite against real PostgreSQL and Redis
 test: servers lint typecheck pytest

@@ -21,9 +21,9 @@ import httpx
 import pytest
 
 from services.kit import catalog
-from tests.support.polling import eventually
+from tests.support.polling import eventually_sync
 from tests.support.servers import PostgresServer, RedisServer, running, wait_for_port
-from tests.support.stack import Stack, free_port_offset
+from tests.support.stack import SHARED_STACK_ENV, Stack, free_port_offset
 
 FULL = os.environ.get("FLOTILLA_CHAOS", "").lower() == "full"
 #: Never logged by anything we run; the secrets test scans the logs for it.
@@ -31,6 +31,7 @@ REDIS_PASSWORD = "chaos-redis-password-must-not-leak"
 
 #: Tuning that makes recoveries happen within a test's patience; none changes behaviour.
 STACK_ENV = {
+    **SHARED_STACK_ENV,
     # the load comes from a few users on 127.0.0.1: the edge limits would throttle the load
     # itself (the Redis-outage test checks rate limiting on a gateway of its own)
     "GATEWAY_RATE_LIMIT_PER_IP": "100000/second",
@@ -135,7 +136,7 @@ def calm_stack(chaos_stack: Stack) -> Stack:
         if service.name not in chaos_stack.processes:  # a test crashed it and failed before restarting it
             chaos_stack.start_one(service)
     chaos_stack.wait_ready(timeout=60)
-    eventually(lambda: _calm(chaos_stack), timeout=60, interval=0.2)
+    eventually_sync(lambda: _calm(chaos_stack), within=60, interval=0.2)
     return chaos_stack
 
 

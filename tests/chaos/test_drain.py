@@ -20,9 +20,10 @@ import httpx
 import pytest
 
 from services.kit import catalog
-from tests.chaos.conftest import Scale, eventually
+from tests.chaos.conftest import Scale
 from tests.chaos.traffic import Load, Operation, ReadinessBalancer, Tally
 from tests.support import tokens
+from tests.support.polling import eventually_sync
 from tests.support.servers import PostgresServer
 from tests.support.stack import ServiceProcess, Stack, bearer, free_port, gateway, register_and_login
 
@@ -110,7 +111,7 @@ def test_service_drain_fails_no_request(chaos_postgres: PostgresServer, tmp_path
         with ReadinessBalancer([tasks.url]) as balancer:
             balancer.wait_ready(tasks.url)
             with Load(_steady_operation(balancer, tally, headers), workers=scale.workers):
-                eventually(lambda: tally.sent >= 50, timeout=30)
+                eventually_sync(lambda: tally.sent >= 50)
                 started = [threading.Event() for _ in range(3)]
                 slow = [threading.Thread(target=_slow_post, args=(tasks.url, headers, ev, tally)) for ev in started]
                 for thread in slow:
@@ -155,7 +156,7 @@ def test_gateway_rolling_update_fails_no_request(calm_stack: Stack, tmp_path: Pa
             for process in old:
                 balancer.wait_ready(process.url)
             with Load(_steady_operation(balancer, tally, headers), workers=scale.workers):
-                eventually(lambda: tally.sent >= 50, timeout=30)
+                eventually_sync(lambda: tally.sent >= 50)
                 new.start()
                 new.wait_ready()
                 balancer.add(new.url)
@@ -164,7 +165,7 @@ def test_gateway_rolling_update_fails_no_request(calm_stack: Stack, tmp_path: Pa
                     before = tally.sent
                     process.signal(signal.SIGTERM)
                     exit_codes.append(process.wait(timeout=30))
-                    eventually(lambda before=before: tally.sent >= before + 20, timeout=30)
+                    eventually_sync(lambda before=before: tally.sent >= before + 20)
             histories = {url: list(states) for url, states in balancer.history.items()}
     finally:
         for process in [*old, new]:

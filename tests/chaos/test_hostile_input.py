@@ -13,8 +13,8 @@ import httpx
 import pytest
 
 from services.kit import catalog
-from tests.chaos.conftest import eventually
 from tests.chaos.traffic import is_error_shape
+from tests.support.polling import eventually_sync
 from tests.support.stack import Stack, bearer, gateway, register_and_login
 
 pytestmark = [pytest.mark.chaos, pytest.mark.postgres, pytest.mark.redis]
@@ -203,7 +203,7 @@ def test_slow_body_does_not_starve_other_clients(calm_stack: Stack, auth: dict[s
     print(f"\n[chaos] slow bodies: {results}; other client served {served} requests meanwhile")
     assert served > 0
     assert all(r == 201 or str(r).startswith("closed") or r == 408 for r in results), results
-    eventually(lambda: client_ok(calm_stack, auth), timeout=10)
+    eventually_sync(lambda: client_ok(calm_stack, auth))
 
 
 def client_ok(stack: Stack, auth: dict[str, str]) -> bool:

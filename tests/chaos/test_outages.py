@@ -21,8 +21,9 @@ import redis
 from services.gateway.settings import GatewaySettings
 from services.kit import catalog
 from services.kit.events import DATA_GROUP, TASK_EVENTS_STREAM
-from tests.chaos.conftest import DurableRedisServer, Scale, eventually, log_dir
+from tests.chaos.conftest import DurableRedisServer, Scale, log_dir
 from tests.chaos.traffic import Load, Tally, is_clean_unavailable, is_error_shape
+from tests.support.polling import eventually_sync
 from tests.support.servers import PostgresServer
 from tests.support.stack import ServiceProcess, Stack, bearer, free_port, gateway, register_and_login
 
@@ -119,18 +120,18 @@ def test_postgres_outage_under_load(calm_stack: Stack, chaos_postgres: PostgresS
     with gateway(calm_stack) as probe:
         with Load(operation, workers=scale.workers, base_url=calm_stack.url(catalog.GATEWAY),
                   timeout=CLIENT_TIMEOUT):
-            eventually(lambda: tally.outcomes["write-201"] >= 20, timeout=30)
+            eventually_sync(lambda: tally.outcomes["write-201"] >= 20)
             chaos_postgres.stop()
             try:
                 outage_started = time.monotonic()
-                eventually(lambda: tally.outcomes["write-503"] + tally.outcomes["read-503"] >= 5, timeout=30)
+                eventually_sync(lambda: tally.outcomes["write-503"] + tally.outcomes["read-503"] >= 5)
                 # keep the load on through the outage (traffic shaping, not synchronisation)
                 time.sleep(max(0.0, scale.outage_seconds - (time.monotonic() - outage_started)))
             finally:
                 chaos_postgres.start()
             writes_before_recovery = writes.count
             # recovered: new writes are acknowledged again, by the same processes
-            eventually(lambda: writes.count >= writes_before_recovery + 20, timeout=60, interval=0.2)
+            eventually_sync(lambda: writes.count >= writes_before_recovery + 20, within=60, interval=0.2)
         assert calm_stack.pids() == pids, "a service restarted (or died) during the outage"
 
         found = 0
@@ -140,8 +141,8 @@ def test_postgres_outage_under_load(calm_stack: Stack, chaos_postgres: PostgresS
             assert not missing, f"acknowledged writes lost: {sorted(missing)[:5]}"
             found += len(set(writes.acknowledged[index]) & stored)
             # every stored task (acknowledged or not) produced exactly one "created" event
-            eventually(lambda headers=headers, stored=stored: _stats(probe, headers).get("created") == len(stored),
-                       timeout=60, interval=0.3)
+            eventually_sync(lambda headers=headers, stored=stored: _stats(probe, headers).get("created") == len(stored),
+                            within=60, interval=0.3)
 
     print(f"\n[chaos] PostgreSQL outage: {tally.summary()}; writes acknowledged={writes.count} found={found}")
     assert tally.failures == [], tally.failures[:10]
@@ -181,7 +182,7 @@ def test_redis_outage_under_load(calm_stack: Stack, chaos_redis: DurableRedisSer
         with httpx.Client(timeout=10) as direct, Load(operation, workers=scale.workers,
                                                       base_url=calm_stack.url(catalog.GATEWAY),
                                                       timeout=CLIENT_TIMEOUT):
-            eventually(lambda: tally.outcomes["write-201"] >= 20, timeout=30)
+            eventually_sync(lambda: tally.outcomes["write-201"] >= 20)
             limited_user = _users(calm_stack, 1, "limited")[0]
             chaos_redis.stop()
             reads_at_stop = tally.outcomes["read-200"]
@@ -196,7 +197,7 @@ def test_redis_outage_under_load(calm_stack: Stack, chaos_redis: DurableRedisSer
                 reads_during_outage = tally.outcomes["read-200"] - reads_at_stop
             finally:
                 chaos_redis.start()
-            eventually(lambda: tally.outcomes["read-200"] >= reads_at_stop + reads_during_outage + 20, timeout=30)
+            eventually_sync(lambda: tally.outcomes["read-200"] >= reads_at_stop + reads_during_outage + 20)
     finally:
         strict.stop()
 
@@ -217,8 +218,8 @@ def test_redis_outage_under_load(calm_stack: Stack, chaos_redis: DurableRedisSer
         for index, headers in enumerate(users):
             stored = _all_task_ids(client, headers)
             assert set(writes.acknowledged[index]) <= stored
-            stats = eventually(lambda headers=headers, stored=stored: (s := _stats(client, headers))
-                               and s["created"] == len(stored) and s, timeout=60, interval=0.3)
+            stats = eventually_sync(lambda headers=headers, stored=stored: (s := _stats(client, headers))
+                                    and s["created"] == len(stored) and s, within=60, interval=0.3)
             delivered += stats["created"]
     print(f"\n[chaos] Redis outage: {tally.summary()}; outbox backlog during outage={backlog:.0f}; "
           f"reads during outage={reads_during_outage}; "
@@ -297,18 +298,18 @@ def test_data_service_sigkill_mid_consumption(calm_stack: Stack, chaos_postgres:
                     entries = stream.xrange(TASK_EVENTS_STREAM, min=f"({last_id}", max="+")
                     return sum(1 for _, fields in entries if f'"owner_id":"{user_id}"' in fields["payload"])
 
-                eventually(lambda: ours() == events, timeout=30)
+                eventually_sync(lambda: ours() == events)
                 # read by the consumer, not acknowledged: the batch is stuck on the lock
-                pending = eventually(lambda: stream.xpending(TASK_EVENTS_STREAM, DATA_GROUP)["pending"], timeout=30)
+                pending = eventually_sync(lambda: stream.xpending(TASK_EVENTS_STREAM, DATA_GROUP)["pending"])
                 calm_stack.stop_one(catalog.DATA, sig=signal.SIGKILL)
             # lock released; a new process (another consumer name) takes over
             log_path = log_dir(calm_stack) / "data.log"
             log_offset = log_path.stat().st_size
             calm_stack.start_one(catalog.DATA)
             calm_stack.wait_ready(services=[catalog.DATA])
-            stats = eventually(lambda: (s := _stats(client, headers)) and s["created"] == events and s,
-                               timeout=60, interval=0.3)
-            eventually(lambda: stream.xpending(TASK_EVENTS_STREAM, DATA_GROUP)["pending"] == 0, timeout=30)
+            stats = eventually_sync(lambda: (s := _stats(client, headers)) and s["created"] == events and s,
+                                    within=60, interval=0.3)
+            eventually_sync(lambda: stream.xpending(TASK_EVENTS_STREAM, DATA_GROUP)["pending"] == 0)
             consumed = _consumed(calm_stack)
             log = log_path.read_bytes()[log_offset:].decode(errors="replace")
     finally:

@@ -17,7 +17,7 @@ from flotilla_operator import crd, dashboards
 from flotilla_operator import spec as specs
 
 from services.kit import catalog
-from tests.chaos.conftest import eventually
+from tests.support.polling import eventually_sync
 from tests.support.prometheus import PrometheusServer, promtool_check_rules, running_prometheus
 from tests.support.stack import Stack, bearer, gateway, register_and_login
 
@@ -58,6 +58,7 @@ def _traffic(stack: Stack) -> None:
         auth = bearer(register_and_login(client, f"prom-{uuid.uuid4().hex[:8]}@example.com"))
         user_id = client.get("/api/v1/users/me", headers=auth).json()["id"]
         task = client.post("/api/v1/tasks", json={"title": "observe"}, headers=auth).json()
+        nobody = f"nobody-{uuid.uuid4().hex[:8]}@example.com"  # its own account budget, whatever ran before
         for _ in range(3):
             client.get("/api/v1/tasks", headers=auth)  # miss then hits: cache metrics
             client.get(f"/api/v1/tasks/{task['id']}", headers=auth)
@@ -65,7 +66,7 @@ def _traffic(stack: Stack) -> None:
             client.get("/api/v1/stats/me", headers=auth)
             client.get(f"/api/v1/recommendations/{user_id}", headers=auth)
             client.get(f"/api/v1/tasks/{uuid.uuid4()}", headers=auth)  # 404: error metrics
-            client.post("/api/v1/auth/login", json={"email": "nobody@example.com", "password": "x" * 12})
+            client.post("/api/v1/auth/login", json={"email": nobody, "password": "x" * 12})  # auth 401
             client.get("/api/v1/tasks")  # anonymous: the gateway's own 401
             client.patch("/api/v1/users/me", json={"display_name": ""}, headers=auth)  # users' 422
             client.get(f"/api/v1/recommendations/{uuid.uuid4()}", headers=auth)  # data's 403
@@ -105,7 +106,7 @@ def test_every_generated_expression_has_data(calm_stack: Stack) -> None:
     _traffic(calm_stack)
     with running_prometheus(targets, fast_groups(groups)) as prometheus:
         prometheus.wait_all_up()
-        eventually(lambda: _has_rates(prometheus), timeout=60, interval=0.5)
+        eventually_sync(lambda: _has_rates(prometheus), within=60, interval=0.5)
         prometheus.wait_rules_evaluated()
         evaluated, missing, not_exported = 0, [], []
         for job, spec in specs_by_job.items():

@@ -9,7 +9,7 @@ import pytest
 
 from services.launcher import Stack
 from tests.support.servers import PostgresServer, RedisServer
-from tests.support.stack import PASSWORD, bearer, free_port_offset, gateway, register_and_login
+from tests.support.stack import PASSWORD, SHARED_STACK_ENV, bearer, free_port_offset, gateway, register_and_login
 
 # Shared with the chaos suite (tests/support/stack.py); re-exported for the e2e tests.
 __all__ = ["PASSWORD", "bearer", "embedded_stack", "free_port_offset", "gateway", "real_stack", "register_and_login"]
@@ -19,7 +19,8 @@ __all__ = ["PASSWORD", "bearer", "embedded_stack", "free_port_offset", "gateway"
 def real_stack(postgres_server: PostgresServer, redis_server: RedisServer, tmp_path: Path) -> Iterator[Stack]:
     # A database name prefix per test keeps stacks apart on the shared server.
     base = postgres_server.dsn("postgres", driver="postgresql")
-    stack = Stack(data_dir=tmp_path, database_url=base, redis_url=redis_server.url, port_offset=free_port_offset())
+    stack = Stack(data_dir=tmp_path, database_url=base, redis_url=redis_server.url, port_offset=free_port_offset(),
+                  extra_env=SHARED_STACK_ENV)
     with stack.running(timeout=90):
         yield stack
 

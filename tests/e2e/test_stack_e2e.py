@@ -9,7 +9,7 @@ import httpx
 from services.kit import catalog
 from services.launcher import Stack
 from tests.e2e.conftest import bearer, gateway, register_and_login
-from tests.support.polling import eventually
+from tests.support.polling import eventually_sync
 
 
 def email() -> str:
@@ -30,8 +30,8 @@ def test_embedded_stack_serves_health_and_rejects_anonymous(embedded_stack: Stac
         assert created.status_code == 201
         listing = client.get("/api/v1/tasks", headers=bearer(tokens)).json()
         assert [t["title"] for t in listing["data"]] == ["Ship it"]
-        stats = eventually(lambda: (s := client.get("/api/v1/stats/me", headers=bearer(tokens)).json())
-                           and s.get("created") == 1 and s)
+        stats = eventually_sync(lambda: (s := client.get("/api/v1/stats/me", headers=bearer(tokens)).json())
+                                and s.get("created") == 1 and s)
         assert stats["created"] == 1
 
 
@@ -53,8 +53,8 @@ def test_full_flow_on_real_servers(real_stack: Stack) -> None:
         assert len(listing["data"]) == 2
         assert listing["next_cursor"]
 
-        stats = eventually(lambda: (s := client.get("/api/v1/stats/me", headers=auth).json())
-                           and s.get("created") == 3 and s.get("done") == 1 and s)
+        stats = eventually_sync(lambda: (s := client.get("/api/v1/stats/me", headers=auth).json())
+                                and s.get("created") == 3 and s.get("done") == 1 and s)
         assert stats["open"] == 2
 
         recs = client.get(f"/api/v1/recommendations/{user_id}", headers=auth)
@@ -108,8 +108,8 @@ def test_data_service_outage_loses_no_events(real_stack: Stack) -> None:
                                headers=auth).status_code == 201
         real_stack.start_one(catalog.DATA)
         real_stack.wait_ready(services=[catalog.DATA])
-        stats = eventually(lambda: (s := client.get("/api/v1/stats/me", headers=auth).json())
-                           and s.get("created") == 20 and s, timeout=30)
+        stats = eventually_sync(lambda: (s := client.get("/api/v1/stats/me", headers=auth).json())
+                                and s.get("created") == 20 and s)
         assert stats["created"] == 20  # none lost, none counted twice
 
 
@@ -123,7 +123,7 @@ def test_tasks_outage_opens_the_gateway_breaker_then_recovers(real_stack: Stack)
         assert statuses[-1].json()["error_code"] == "dependency_unavailable"
         real_stack.start_one(catalog.TASKS)
         real_stack.wait_ready(services=[catalog.TASKS])
-        eventually(lambda: client.get("/api/v1/tasks", headers=auth).status_code == 200, timeout=60, interval=0.5)
+        eventually_sync(lambda: client.get("/api/v1/tasks", headers=auth).status_code == 200, within=60, interval=0.5)
 
 
 def test_redis_outage_keeps_everything_serving(real_stack: Stack, redis_server) -> None:
@@ -138,8 +138,8 @@ def test_redis_outage_keeps_everything_serving(real_stack: Stack, redis_server) 
             assert client.get("/api/v1/users/me", headers=auth).status_code == 200
         finally:
             redis_server.start()
-        stats = eventually(lambda: (s := client.get("/api/v1/stats/me", headers=auth).json())
-                           and s.get("created") == 2 and s, timeout=30)
+        stats = eventually_sync(lambda: (s := client.get("/api/v1/stats/me", headers=auth).json())
+                                and s.get("created") == 2 and s)
         assert stats["created"] == 2
 
 

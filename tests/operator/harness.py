@@ -16,10 +16,10 @@ import itertools
 import threading
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import aiohttp
 import jsonpatch
@@ -30,7 +30,8 @@ from flotilla_operator.__main__ import run
 from flotilla_operator.handlers import Context, build_context
 from flotilla_operator.settings import OperatorSettings
 
-T = TypeVar("T")
+from tests.support.polling import DEADLINE_SECONDS, eventually
+
 SERVICESPECS = f"{crd.GROUP}/{crd.VERSION}/{crd.PLURAL}"
 _names = itertools.count(1)
 
@@ -147,19 +148,6 @@ def write_kubeconfig(path: Path, server_url: str) -> Path:
     return path
 
 
-async def eventually(check: Callable[[], Awaitable[T | None]], *, within: float = 20.0,
-                     message: str = "condition") -> T:
-    """Poll ``check`` until it returns something truthy; bounded, never a bare sleep."""
-    deadline = time.monotonic() + within
-    last: Any = None
-    while time.monotonic() < deadline:
-        last = await check()
-        if last:
-            return last
-        await asyncio.sleep(0.05)
-    raise AssertionError(f"timed out after {within}s waiting for {message}; last value: {last!r}")
-
-
 class Cluster:
     """kubectl for tests: talks HTTP to kmock like a client to an API server."""
 
@@ -237,7 +225,8 @@ class Cluster:
                 return dict(cond)
         return None
 
-    async def wait_phase(self, namespace: str, name: str, phase: str, within: float = 20.0) -> dict[str, Any]:
+    async def wait_phase(self, namespace: str, name: str, phase: str,
+                         within: float = DEADLINE_SECONDS) -> dict[str, Any]:
         async def check() -> dict[str, Any] | None:
             obj = await self.get(namespace, name)
             status = (obj or {}).get("status") or {}
@@ -246,7 +235,7 @@ class Cluster:
             return None
         return await eventually(check, within=within, message=f"{namespace}/{name} phase {phase}")
 
-    async def wait_gone(self, namespace: str, name: str, within: float = 20.0) -> None:
+    async def wait_gone(self, namespace: str, name: str, within: float = DEADLINE_SECONDS) -> None:
         async def check() -> bool:
             return await self.get(namespace, name) is None
         await eventually(check, within=within, message=f"{namespace}/{name} deleted")
@@ -300,12 +289,12 @@ async def running_operator(settings: OperatorSettings, ctx: Context | None = Non
     thread = threading.Thread(target=main, name="operator", daemon=True)
     thread.start()
     try:
-        if not await asyncio.to_thread(ready.wait, 30) or errors:
+        if not await asyncio.to_thread(ready.wait, DEADLINE_SECONDS) or errors:
             raise AssertionError(f"the operator did not start: {errors!r}")
         yield ctx
     finally:
         stop.set()
-        await asyncio.to_thread(thread.join, 30)
-        assert not thread.is_alive(), "the operator did not stop within 30s"
+        await asyncio.to_thread(thread.join, DEADLINE_SECONDS)
+        assert not thread.is_alive(), f"the operator did not stop within {DEADLINE_SECONDS}s"
         if errors:
             raise errors[0]

@@ -10,7 +10,8 @@ import pytest
 import redis.asyncio as aioredis
 from flotilla_operator.settings import OperatorSettings
 
-from tests.operator.harness import Cluster, eventually, running_operator
+from tests.operator.harness import Cluster, running_operator
+from tests.support.polling import eventually
 from tests.support.servers import PostgresServer, RedisServer
 
 pytestmark = [pytest.mark.postgres, pytest.mark.redis]
@@ -209,7 +210,7 @@ async def test_postgres_down_at_create_degrades_then_recovers(
         assert await cluster.secret(namespace, f"{name}-redis") is not None
     finally:
         postgres_server.start()
-    await cluster.wait_phase(namespace, name, "Ready", within=30)
+    await cluster.wait_phase(namespace, name, "Ready")
     secret = await cluster.secret(namespace, f"{name}-database")
     assert secret is not None
     conn = await asyncpg.connect(secret["DATABASE_URL"])

@@ -18,7 +18,8 @@ from flotilla_operator import naming
 from flotilla_operator.handlers import ROTATE_ANNOTATION, Context
 from flotilla_operator.settings import OperatorSettings
 
-from tests.operator.harness import Cluster, eventually, running_operator
+from tests.operator.harness import Cluster, running_operator
+from tests.support.polling import eventually
 from tests.support.servers import PostgresServer
 
 pytestmark = [pytest.mark.postgres, pytest.mark.redis]

@@ -8,7 +8,8 @@ import pytest
 import redis.asyncio as aioredis
 from flotilla_operator import crd, naming, spec
 
-from tests.operator.harness import Cluster, eventually
+from tests.operator.harness import Cluster
+from tests.support.polling import eventually
 from tests.support.servers import PostgresServer, RedisServer
 
 HOSTILE_DATABASE_NAMES = [

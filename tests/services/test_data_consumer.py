@@ -5,6 +5,7 @@ skipped, and the consumer group recreated after Redis loses it."""
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +15,8 @@ from redis.asyncio import Redis
 
 from services.kit.events import DATA_GROUP, stream_fields
 from tests.services.conftest import running
-from tests.support.events import data_app, event, eventually, unique_stream
+from tests.support.events import data_app, event, unique_stream
+from tests.support.polling import eventually
 from tests.support.servers import PostgresServer, RedisServer
 from tests.support.tokens import auth_header
 
@@ -49,6 +51,14 @@ def stats_probe(client: httpx.AsyncClient, user: str):
     return probe
 
 
+def stats_when(client: httpx.AsyncClient, user: str, accept: Callable[[dict[str, Any]], bool]):
+    """A check for ``eventually``: ``user``'s stats, once ``accept`` holds for them."""
+    async def check() -> dict[str, Any] | None:
+        stats = await stats_probe(client, user)()
+        return stats if accept(stats) else None
+    return check
+
+
 def consumed(metrics: str, result: str) -> float:
     prefix = f'flotilla_events_consumed_total{{result="{result}"}} '
     lines = [line for line in metrics.splitlines() if line.startswith(prefix)]
@@ -59,6 +69,10 @@ async def pending(redis: Redis, stream: str) -> int:
     return int((await redis.xpending(stream, DATA_GROUP))["pending"])
 
 
+async def none_pending(redis: Redis, stream: str) -> bool:
+    return await pending(redis, stream) == 0
+
+
 async def test_the_same_event_delivered_twice_counts_once(
     pg_url: str, redis_server: RedisServer, redis: Redis, stream: str, alice: str, tmp_path: Path
 ) -> None:
@@ -67,8 +81,8 @@ async def test_the_same_event_delivered_twice_counts_once(
         first, second = event(alice, title="one"), event(alice, title="two")
         for payload in (first, first, second, first):  # at-least-once: redeliveries happen
             await redis.xadd(stream, stream_fields(payload))
-        await eventually(lambda: pending(redis, stream), lambda n: n == 0)
-        stats = await eventually(stats_probe(client, alice), lambda s: s["created"] >= 2)
+        await eventually(lambda: none_pending(redis, stream), message="no pending entries")
+        stats = await eventually(stats_when(client, alice, lambda s: s["created"] >= 2))
         assert (stats["created"], stats["open"]) == (2, 2)
         metrics = (await client.get("/metrics")).text
         assert (consumed(metrics, "applied"), consumed(metrics, "duplicate")) == (2.0, 2.0)
@@ -92,9 +106,9 @@ async def test_pending_entries_of_a_crashed_consumer_are_reclaimed(
     app = data_app(database_url=pg_url, redis_url=redis_server.url, data_dir=tmp_path, events_stream=stream,
                    consumer_name="survivor", consumer_claim_idle_ms=50, consumer_claim_interval_seconds=0.1)
     async with running(app) as client:
-        stats = await eventually(stats_probe(client, alice), lambda s: s["created"] == 2 and s["done"] == 1)
+        stats = await eventually(stats_when(client, alice, lambda s: s["created"] == 2 and s["done"] == 1))
         assert (stats["open"], stats["by_priority"]["high"]) == (1, 1)
-        await eventually(lambda: pending(redis, stream), lambda n: n == 0)
+        await eventually(lambda: none_pending(redis, stream), message="no pending entries")
         consumers = {c["name"]: c["pending"] for c in await redis.xinfo_consumers(stream, DATA_GROUP)}
         assert consumers["crashed-pod-1"] == 0
         metrics = (await client.get("/metrics")).text
@@ -109,8 +123,8 @@ async def test_a_malformed_entry_is_acknowledged_and_does_not_block_the_rest(
         await redis.xadd(stream, {"event_id": "x", "type": "task.created", "payload": "{not json"})
         await redis.xadd(stream, {"unexpected": "shape"})
         await redis.xadd(stream, stream_fields(event(alice)))
-        await eventually(stats_probe(client, alice), lambda s: s["created"] == 1)
-        await eventually(lambda: pending(redis, stream), lambda n: n == 0)
+        await eventually(stats_when(client, alice, lambda s: s["created"] == 1))
+        await eventually(lambda: none_pending(redis, stream), message="no pending entries")
         assert consumed((await client.get("/metrics")).text, "invalid") == 2.0
 
 
@@ -127,7 +141,7 @@ async def test_redis_restart_recreates_the_group_and_stats_keep_serving(
 
     async with running(app) as client:
         await publish(event(alice))
-        await eventually(stats_probe(client, alice), lambda s: s["created"] == 1)
+        await eventually(stats_when(client, alice, lambda s: s["created"] == 1))
 
         own_redis.stop()
         assert (await stats_probe(client, alice)())["created"] == 1  # reads need only the database
@@ -137,4 +151,4 @@ async def test_redis_restart_recreates_the_group_and_stats_keep_serving(
 
         own_redis.start()  # no persistence: the stream and the group are gone
         await publish(event(alice))
-        await eventually(stats_probe(client, alice), lambda s: s["created"] == 2)
+        await eventually(stats_when(client, alice, lambda s: s["created"] == 2))

@@ -5,6 +5,7 @@ Stream (PostgreSQL + Redis) and the embedded mode (SQLite, HTTP ingest)."""
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +14,9 @@ import pytest
 
 from services.kit import metric_names
 from tests.services.conftest import running
-from tests.support.events import data_app, eventually, outbox_state, serving, tasks_app, unique_stream
+from tests.support.events import data_app, outbox_settles, outbox_state, tasks_app, unique_stream
+from tests.support.live import serve_app
+from tests.support.polling import eventually
 from tests.support.servers import PostgresServer, RedisServer, free_port
 from tests.support.tokens import auth_header
 
@@ -24,6 +27,14 @@ def stats_of(client: httpx.AsyncClient, headers: dict[str, str]):
         assert response.status_code == 200, response.text
         return dict(response.json())
     return probe
+
+
+def stats_when(client: httpx.AsyncClient, headers: dict[str, str], accept: Callable[[dict[str, Any]], bool]):
+    """A check for ``eventually``: the caller's stats, once ``accept`` holds for them."""
+    async def check() -> dict[str, Any] | None:
+        stats = await stats_of(client, headers)()
+        return stats if accept(stats) else None
+    return check
 
 
 async def make_changes(tasks: httpx.AsyncClient, headers: dict[str, str]) -> dict[str, str]:
@@ -68,7 +79,7 @@ async def test_through_the_redis_stream(
                     redis_url=redis_server.url, data_dir=tmp_path, events_stream=stream)
     async with running(tasks) as tasks_client, running(data) as data_client:
         ids = await make_changes(tasks_client, headers)
-        await eventually(stats_of(data_client, headers), matches(EXPECTED))
+        await eventually(stats_when(data_client, headers, matches(EXPECTED)))
         recommended = (await data_client.get(f"/api/v1/recommendations/{user_id}", headers=headers)).json()
         assert recommended["source"] == "personalised"
         assert [r["task_id"] for r in recommended["recommendations"]] == [ids["Write docs"]]
@@ -93,14 +104,14 @@ async def test_data_down_on_the_stream_catches_up_when_it_starts(
                                     events_stream=stream)) as data_client:
             created = await tasks_client.post("/api/v1/tasks", json={"title": "before"}, headers=headers)
             assert created.status_code == 201
-            await eventually(stats_of(data_client, headers), lambda s: s["created"] == 1)
+            await eventually(stats_when(data_client, headers, lambda s: s["created"] == 1))
         for i in range(10):  # data is down
             assert (await tasks_client.post("/api/v1/tasks", json={"title": f"while down {i}"},
                                             headers=headers)).status_code == 201
-        await eventually(lambda: outbox_state(tasks), lambda s: s["unpublished"] == 0)
+        await eventually(outbox_settles(tasks, 11), message="11 events published")
         async with running(data_app(database_url=data_url, redis_url=redis_server.url, data_dir=tmp_path,
                                     events_stream=stream)) as data_client:
-            stats = await eventually(stats_of(data_client, headers), lambda s: s["created"] >= 11)
+            stats = await eventually(stats_when(data_client, headers, lambda s: s["created"] >= 11))
             assert (stats["created"], stats["open"]) == (11, 11)
 
 
@@ -115,10 +126,10 @@ async def test_embedded_mode_over_http_and_a_data_outage(
     tasks = tasks_app(database_url=f"sqlite+aiosqlite:///{tmp_path / 'tasks.db'}", data_dir=tmp_path,
                       data_url=f"http://127.0.0.1:{port}")
     async with running(tasks) as tasks_client:
-        async with serving(data_app(database_url=data_db, data_dir=tmp_path), port):
+        async with serve_app(data_app(database_url=data_db, data_dir=tmp_path), port=port):
             ids = await make_changes(tasks_client, headers)
             async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as data_client:
-                await eventually(stats_of(data_client, headers), matches(EXPECTED))
+                await eventually(stats_when(data_client, headers, matches(EXPECTED)))
         # data is stopped now
         for i in range(8):
             response = await tasks_client.post("/api/v1/tasks", json={"title": f"offline {i}"}, headers=headers)
@@ -127,8 +138,8 @@ async def test_embedded_mode_over_http_and_a_data_outage(
         assert (await outbox_state(tasks))["unpublished"] == 9
         assert (await tasks_client.get("/health")).json()["checks"]["events"]["status"] == "up"
 
-        async with serving(data_app(database_url=data_db, data_dir=tmp_path), port):
-            await eventually(lambda: outbox_state(tasks), lambda s: s == {"published": 15, "unpublished": 0})
+        async with serve_app(data_app(database_url=data_db, data_dir=tmp_path), port=port):
+            await eventually(outbox_settles(tasks, 15), message="15 events published")
             async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as data_client:
                 stats = await stats_of(data_client, headers)()
         assert {k: stats[k] for k in ("created", "open", "done", "deleted")} == {

@@ -13,7 +13,8 @@ import pytest
 from redis.asyncio import Redis
 
 from tests.services.conftest import running
-from tests.support.events import eventually, outbox_event_ids, outbox_state, tasks_app, unique_stream
+from tests.support.events import outbox_event_ids, outbox_settles, outbox_state, tasks_app, unique_stream
+from tests.support.polling import eventually
 from tests.support.servers import PostgresServer, RedisServer
 from tests.support.tokens import auth_header
 
@@ -45,7 +46,7 @@ async def test_outbox_rows_reach_the_stream_in_order_and_are_marked(
         await client.patch(f"/api/v1/tasks/{ids[0]}", json={"status": "done"}, headers=alice)
         await client.delete(f"/api/v1/tasks/{ids[1]}", headers=alice)
 
-        await eventually(lambda: outbox_state(app), lambda s: s == {"published": 5, "unpublished": 0})
+        await eventually(outbox_settles(app, 5), message="5 events published")
         entries = await stream_entries(redis_server.url, stream)
         assert [e["event_id"] for e in entries] == await outbox_event_ids(app)
         assert [e["type"] for e in entries] == ["task.created"] * 3 + ["task.updated", "task.deleted"]
@@ -75,7 +76,7 @@ async def test_two_relay_replicas_publish_every_row_exactly_once(
         writes = [client.post("/api/v1/tasks", json={"title": f"t{i}"}, headers=auth_header(f"user-{i % 4}"))
                   for i in range(30) for client in (one, two)]
         assert {r.status_code for r in await asyncio.gather(*writes)} == {201}
-        await eventually(lambda: outbox_state(first), lambda s: s == {"published": 60, "unpublished": 0})
+        await eventually(outbox_settles(first, 60), message="60 events published")
         ids = [e["event_id"] for e in await stream_entries(redis_server.url, stream)]
         assert len(ids) == 60
         assert set(ids) == set(await outbox_event_ids(first))
@@ -99,6 +100,6 @@ async def test_redis_down_writes_succeed_and_every_event_is_delivered_after(
         assert (await client.get("/health")).json()["checks"]["redis"]["status"] == "down"
 
         own_redis.start()  # empty: it had no persistence
-        await eventually(lambda: outbox_state(app), lambda s: s == {"published": 12, "unpublished": 0})
+        await eventually(outbox_settles(app, 12), message="12 events published")
         ids = [e["event_id"] for e in await stream_entries(own_redis.url, stream)]
         assert sorted(ids) == sorted(await outbox_event_ids(app))  # none lost, none twice

@@ -20,8 +20,9 @@ from services.gateway.settings import GatewaySettings
 from services.gateway.state import PUBLIC_ROUTES
 from services.kit import catalog
 from tests.services.conftest import running
-from tests.services.gateway_support import assert_error_shape, gateway, gateway_settings, live_tasks
+from tests.services.gateway_support import gateway, gateway_settings, live_tasks
 from tests.support.auth import PASSWORD, auth_settings, unique_email
+from tests.support.error_shape import assert_error_shape
 from tests.support.live import Recorder, serve_app
 from tests.support.tokens import TEST_KID, auth_header, mint
 

@@ -15,9 +15,11 @@ from redis.asyncio import Redis
 
 from services.gateway.app import create_app
 from tests.services.conftest import running
-from tests.services.gateway_support import assert_error_shape, eventually, gateway_settings, live_tasks
+from tests.services.gateway_support import gateway_settings, live_tasks
 from tests.support.auth import client_at, random_ip
+from tests.support.error_shape import assert_error_shape
 from tests.support.live import Recorder
+from tests.support.polling import eventually
 from tests.support.servers import RedisServer, free_port
 from tests.support.tokens import auth_header
 

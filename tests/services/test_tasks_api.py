@@ -12,22 +12,13 @@ from services.kit import metric_names
 from services.tasks.app import create_app
 from services.tasks.settings import TasksSettings
 from tests.services.conftest import running, service_env
+from tests.support.error_shape import assert_error_shape
 from tests.support.tokens import auth_header
 
 
 def tasks_app(database_url: str, redis_url: str, tmp_path: Path):
     return create_app(TasksSettings(**service_env("TASKS_", database_url=database_url, redis_url=redis_url,
                                                   data_dir=tmp_path)))
-
-
-def assert_error_shape(response: httpx.Response, status: int, error_code: str) -> dict:
-    assert response.status_code == status, response.text
-    body = response.json()
-    assert set(body) == {"error_code", "message", "details", "request_id"}
-    assert body["error_code"] == error_code
-    assert body["request_id"] == response.headers["x-request-id"]
-    assert "Traceback" not in response.text
-    return body
 
 
 @pytest.fixture

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import random
+import secrets
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -34,8 +34,10 @@ def unique_email(name: str = "user") -> str:
 
 def random_ip() -> str:
     # A fresh client address per test: login windows in the session-wide Redis are
-    # keyed by address, and must not carry over from one test to the next.
-    return f"10.{random.randrange(256)}.{random.randrange(256)}.{random.randrange(1, 255)}"
+    # keyed by address, and must not carry over from one test to the next. From the OS's
+    # randomness, not ``random``: pytest-randomly re-seeds ``random`` identically before
+    # every test, which would hand every test the same "fresh" address.
+    return f"10.{secrets.randbelow(256)}.{secrets.randbelow(256)}.{1 + secrets.randbelow(254)}"
 
 
 def client_at(app: FastAPI, ip: str) -> httpx.AsyncClient:

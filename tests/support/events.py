@@ -1,18 +1,15 @@
-"""Helpers for the task-event suites: app builders tuned for fast delivery, bounded
-polling, a real HTTP server for an in-process app, and outbox inspection."""
+"""Helpers for the task-event suites: app builders tuned for fast delivery, outbox checks
+for ``eventually`` (tests/support/polling.py), and outbox inspection. A real HTTP server
+for an in-process app is ``serve_app`` (tests/support/live.py)."""
 
 from __future__ import annotations
 
-import asyncio
-import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
-import uvicorn
 from fastapi import FastAPI
 from sqlalchemy import func, select
 
@@ -23,11 +20,6 @@ from services.tasks.app import create_app as create_tasks_app
 from services.tasks.models import OutboxEvent
 from services.tasks.settings import TasksSettings
 from tests.services.conftest import service_env
-
-T = TypeVar("T")
-
-#: Generous: a deadline only bounds a failing test, a passing one returns at once.
-DEADLINE_SECONDS = 30.0
 
 
 def unique_stream() -> str:
@@ -47,38 +39,11 @@ def data_app(*, database_url: str, redis_url: str = "", data_dir: Path, **extra:
                                                       data_dir=data_dir, **values)))
 
 
-async def eventually(probe: Callable[[], Awaitable[T]], check: Callable[[T], bool],
-                     within: float = DEADLINE_SECONDS) -> T:
-    """Poll ``probe`` until ``check`` accepts its value; fail after ``within`` seconds."""
-    deadline = time.monotonic() + within
-    while True:
-        value = await probe()
-        if check(value):
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {within}s; last value: {value!r}")
-        await asyncio.sleep(0.05)
-
-
-@asynccontextmanager
-async def serving(app: FastAPI, port: int) -> AsyncIterator[str]:
-    """Serve ``app`` over real HTTP on 127.0.0.1:``port`` (lifespan included)."""
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, lifespan="on",
-                                           log_config=None, access_log=False))
-    task = asyncio.create_task(server.serve())
-    deadline = time.monotonic() + DEADLINE_SECONDS
-    while not server.started:
-        if task.done():
-            task.result()
-            raise RuntimeError("server stopped during start-up")
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"server on port {port} did not start")
-        await asyncio.sleep(0.02)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        await task
+def outbox_settles(app: FastAPI, published: int) -> Callable[[], Awaitable[bool]]:
+    """A check for ``eventually``: all ``published`` outbox rows of ``app`` are published, none waits."""
+    async def check() -> bool:
+        return await outbox_state(app) == {"published": published, "unpublished": 0}
+    return check
 
 
 async def outbox_state(app: FastAPI) -> dict[str, int]:

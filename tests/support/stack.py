@@ -20,10 +20,16 @@ from services.launcher import Stack, free_port, free_port_offset, serve_command
 from tests.support.servers import stop_process
 
 # Re-exported: tests take the stack helpers from here.
-__all__ = ["PASSWORD", "ServiceProcess", "Stack", "bearer", "free_port", "free_port_offset", "gateway",
-           "register_and_login"]
+__all__ = ["PASSWORD", "SHARED_STACK_ENV", "ServiceProcess", "Stack", "bearer", "free_port", "free_port_offset",
+           "gateway", "register_and_login"]
 
 PASSWORD = "correct-horse-battery-staple"
+
+#: For a stack that many tests share (chaos), or whose Redis they share (e2e): every
+#: request comes from 127.0.0.1, so auth's per-address login budget would be one budget
+#: for the whole suite, spent by whichever tests ran first. Raised here; the limits
+#: themselves are proven on auth apps of their own (tests/services/test_auth_login_limits.py).
+SHARED_STACK_ENV = {"AUTH_LOGIN_LIMIT_PER_IP": "1000000/minute"}
 
 
 @dataclass
