@@ -1,4 +1,9 @@
-"""CPU and memory of the service processes, sampled in a thread while a load test runs."""
+"""CPU and memory of the processes under test.
+
+Two instruments: ``CpuMeter`` charges exact CPU time (utime + stime from /proc, over a
+measured window) to each named process tree, for CPU milliseconds per request;
+``Sampler`` samples CPU % and RSS in a thread while a load test runs.
+"""
 
 from __future__ import annotations
 
@@ -35,6 +40,45 @@ def _tree(pid: int) -> list[psutil.Process]:
         return [root, *root.children(recursive=True)]
     except psutil.NoSuchProcess:
         return []
+
+
+def tree_cpu_seconds(pid: int) -> float:
+    """CPU seconds (user + system) used so far by a process tree, from /proc.
+
+    A PostgreSQL server is a postmaster and a backend per connection that come and go.
+    Summing ``utime + stime + cutime + cstime`` over the live tree is monotonic: a child
+    that exits and is reaped by its parent (the postmaster reaps its backends) moves its
+    time into the parent's ``cutime``/``cstime``, so nothing used in a window is lost
+    whether the child lived through it or not.
+    """
+    total = 0.0
+    for proc in _tree(pid):
+        try:
+            times = proc.cpu_times()
+        except (psutil.NoSuchProcess, psutil.ZombieProcess):
+            continue
+        total += times.user + times.system + times.children_user + times.children_system
+    return total
+
+
+class CpuMeter:
+    """CPU seconds each named process tree used between ``start()`` and ``stop()``."""
+
+    def __init__(self, pids: dict[str, int]) -> None:
+        self.pids = dict(pids)
+        self._started: dict[str, float] = {}
+        self.used: dict[str, float] = {}
+
+    def start(self) -> None:
+        self._started = {name: tree_cpu_seconds(pid) for name, pid in self.pids.items()}
+
+    def stop(self) -> dict[str, float]:
+        self.used = {name: max(0.0, tree_cpu_seconds(pid) - self._started[name]) for name, pid in self.pids.items()}
+        return self.used
+
+    def ms_per_request(self, requests: int) -> dict[str, float]:
+        """CPU milliseconds per completed request, per process tree."""
+        return {name: 1000 * seconds / requests for name, seconds in self.used.items()} if requests else {}
 
 
 def rss_mb(pid: int) -> float:
@@ -88,6 +132,11 @@ class Sampler:
                 usage = self.usage[name]
                 usage.cpu_samples.append(self._cpu(procs))
                 usage.peak_rss_mb = max(usage.peak_rss_mb, rss_mb(usage.pid))
+
+
+def listening_pid(port: int) -> int | None:
+    """The process listening on 127.0.0.1:``port`` (a server's main process), if visible."""
+    return listening_pids({"server": port}).get("server")
 
 
 def listening_pids(ports: dict[str, int]) -> dict[str, int]:
