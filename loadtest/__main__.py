@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from loadtest.bench import bench
+from loadtest.bench import UNCACHED_MODES, bench
 from loadtest.locust_run import LocustFailed, StepPlan
 from loadtest.runner import results_dir, run
 
@@ -50,6 +50,11 @@ def bench_command(
     connections: Annotated[int, typer.Option(min=1, max=1024, help="concurrent connections (fixed)")] = 64,
     seconds: Annotated[int, typer.Option(min=1, max=120, help="measured seconds per target")] = 10,
     warmup: Annotated[int, typer.Option(min=0, max=30, help="warm-up seconds per target")] = 3,
+    users: Annotated[int, typer.Option(min=1, max=1000, help="users (tokens) of the reference mix (8)")] = 50,
+    uncached: Annotated[str, typer.Option(help="how (7) misses the cache: 'setting' (a tasks process with "
+                                               "TASKS_CACHE_ENABLED=false), 'cursor' (a new cursor per "
+                                               "request), 'auto' (the setting when tasks has it)")] = "auto",
+    up: Annotated[bool, typer.Option(help="also time `flotilla up` on embedded defaults")] = True,
     wait_for_quiet: Annotated[int, typer.Option(min=0, max=1800, help="wait up to this many seconds for the "
                                                                        "1-minute load average to drop")] = 0,
     max_load: Annotated[float, typer.Option(help="what counts as quiet")] = 1.0,
@@ -57,11 +62,15 @@ def bench_command(
     redis_url: RedisUrl = "",
     out: Annotated[Path | None, typer.Option(help="results directory; default loadtest/results/<time>-bench")] = None,
 ) -> None:
-    """FastAPI vs Flask vs the tasks service direct and through the gateway, one run, this machine."""
+    """Bare baselines vs the services direct, through the gateway and under the reference mix:
+    RPS, latency and CPU ms per request per process, one run, this machine."""
+    if uncached not in UNCACHED_MODES:
+        raise typer.BadParameter(f"--uncached must be one of {', '.join(UNCACHED_MODES)}")
     try:
-        bench(connections=connections, seconds=seconds, warmup_seconds=warmup, database_url=database_url,
-              redis_url=redis_url, out_dir=out or results_dir(label="bench"), max_load=max_load,
-              wait_seconds=wait_for_quiet)
+        bench(connections=connections, seconds=seconds, warmup_seconds=warmup, users=users,
+              uncached=uncached, database_url=database_url, redis_url=redis_url,
+              out_dir=out or results_dir(label="bench"), max_load=max_load, wait_seconds=wait_for_quiet,
+              measure_up=up)
     except RuntimeError as exc:
         typer.secho(f"error: {exc}", fg=typer.colors.RED, err=True)
         raise typer.Exit(1) from None

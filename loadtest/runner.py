@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
@@ -116,7 +115,7 @@ def run(
         "failures": failures(files.failures),
     }
     report.write_json(out / "summary.json", summary)
-    _write_table_csv(out / "table.csv", [r.as_dict() for r in [*rows, workload]])
+    report.write_csv(out / "table.csv", [r.as_dict() for r in [*rows, workload]])
     print()
     print(report.requests_table(rows, workload))
     print()
@@ -132,9 +131,3 @@ def run(
     print(f"\nresults: {out}/ (summary.json, table.csv, report.html, {plot.name}, locust_*.csv)")
     return summary
 
-
-def _write_table_csv(path: Path, rows: list[dict[str, Any]]) -> None:
-    with path.open("w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
