@@ -19,6 +19,7 @@ __all__ = ["PASSWORD", "bearer", "embedded_stack", "free_port_offset", "gateway"
 def real_stack(postgres_server: PostgresServer, redis_server: RedisServer, tmp_path: Path) -> Iterator[Stack]:
     # A database name prefix per test keeps stacks apart on the shared server.
     base = postgres_server.dsn("postgres", driver="postgresql")
+    redis_server.flush()  # the services' key prefixes are fixed: start without earlier tests' caches
     stack = Stack(data_dir=tmp_path, database_url=base, redis_url=redis_server.url, port_offset=free_port_offset(),
                   extra_env=SHARED_STACK_ENV)
     with stack.running(timeout=90):

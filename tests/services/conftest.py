@@ -66,8 +66,10 @@ def database_url(backend: str, request: pytest.FixtureRequest, tmp_path: Path) -
 
 @pytest.fixture
 def redis_url(backend: str, request: pytest.FixtureRequest) -> str:
-    """Redis alongside PostgreSQL; the SQLite runs use the in-process cache, like `flotilla up`."""
+    """Redis alongside PostgreSQL, emptied first (caches and counters of earlier tests would
+    leak into this one); the SQLite runs use the in-process cache, like `flotilla up`."""
     if backend == "sqlite":
         return ""
     server: RedisServer = request.getfixturevalue("redis_server")
+    server.flush()
     return server.url

@@ -21,6 +21,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
 
+import redis
+
 from services.launcher import free_port as free_port  # re-exported for the tests
 
 PG_BIN_CANDIDATES = ("/usr/lib/postgresql/15/bin", "/usr/lib/postgresql/16/bin", "/usr/lib/postgresql/17/bin")
@@ -168,6 +170,15 @@ class RedisServer:
         if self.process is not None:
             stop_process(self.process)
             self.process = None
+
+    def flush(self) -> None:
+        """Empty every database: what one test cached or counted is not the next test's state.
+
+        Services' key prefixes are fixed (``data:popular:...``, ``tasks:...``), so tests on a
+        session-wide server would otherwise read each other's caches (tests run one at a time).
+        """
+        with redis.Redis.from_url(self.url, socket_timeout=10) as client:
+            client.flushall()
 
     def cleanup(self) -> None:
         self.stop()
