@@ -55,6 +55,7 @@ from loadtest.generators import (
     run_locust_bench,
     run_wrk,
 )
+from loadtest.pgstats import PgMeter
 from loadtest.procstats import CpuMeter, Sampler, listening_pid
 from loadtest.stack import PrivateStack, running_stack, servers
 from services.kit import catalog
@@ -73,6 +74,9 @@ BASELINE_OWNER = "bench-baseline-owner"
 #: Process names in the CPU tables (stack services appear under their catalog names).
 FASTAPI, FLASK, PROXY, ASYNCPG_APP = "fastapi", "flask", "proxy", "fastapi+asyncpg"
 TASKS_CACHE_OFF, REDIS, POSTGRES = "tasks (cache off)", "redis", "postgres"
+
+#: PostgreSQL backends flush their counters to pg_stat_database at most once a second.
+PG_STATS_FLUSH_SECONDS = 1.2
 
 UncachedMode = Literal["auto", "setting", "cursor"]
 UNCACHED_MODES: tuple[UncachedMode, ...] = ("auto", "setting", "cursor")
@@ -181,29 +185,39 @@ class Runner:
     seconds: int
     warmup_seconds: int
     out_dir: Path
+    #: PostgreSQL whose sessions and transactions are counted for targets that involve it.
+    pg_dsn: str = ""
 
     def measure(self, name: str, url: str, processes: dict[str, int], *, token: str = "",
                 script: Path = REPORT_SCRIPT, env: dict[str, str] | None = None, note: str = "") -> Result:
         if self.wrk is None and script != REPORT_SCRIPT:
             return self._print(Result(name, note=f"n/a: needs wrk ({script.name})"))
+        wrk = self.wrk
+        base_env = {TOKEN_ENV: token, **(env or {})}
+
+        def run(seconds: int) -> Result:
+            if wrk is None:
+                return run_locust_bench(name, url, token, connections=self.connections, seconds=seconds,
+                                        out_dir=self.out_dir)
+            return run_wrk(wrk, name, url, connections=self.connections, seconds=seconds, script=script,
+                           env={**base_env, NONCE_ENV: str(secrets.randbits(31))})
+
         meter = CpuMeter(processes)
-        if self.wrk is not None:
-            base_env = {TOKEN_ENV: token, **(env or {})}
-            if self.warmup_seconds:
-                run_wrk(self.wrk, name, url, connections=self.connections, seconds=self.warmup_seconds,
-                        script=script, env={**base_env, NONCE_ENV: str(secrets.randbits(31))})
-            meter.start()
-            result = run_wrk(self.wrk, name, url, connections=self.connections, seconds=self.seconds,
-                             script=script, env={**base_env, NONCE_ENV: str(secrets.randbits(31))})
-        else:
-            if self.warmup_seconds:
-                run_locust_bench(name, url, token, connections=self.connections, seconds=self.warmup_seconds,
-                                 out_dir=self.out_dir)
-            meter.start()
-            result = run_locust_bench(name, url, token, connections=self.connections, seconds=self.seconds,
-                                      out_dir=self.out_dir)
+        pg = PgMeter(self.pg_dsn) if self.pg_dsn and POSTGRES in processes else None
+        if self.warmup_seconds:
+            run(self.warmup_seconds)
+            if pg:
+                time.sleep(PG_STATS_FLUSH_SECONDS)  # the warm-up's counts land before the window
+        if pg:
+            pg.start()
+        meter.start()
+        result = run(self.seconds)
         meter.stop()
         result.cpu_ms = meter.ms_per_request(result.requests)
+        if pg:
+            time.sleep(PG_STATS_FLUSH_SECONDS)  # the window's last counts reach pg_stat_database
+        if pg and (counted := pg.stop()) is not None:
+            result.pg_sessions, result.pg_xacts = counted.sessions, counted.xacts
         result.note = " ".join(filter(None, (result.note, note)))
         return self._print(result)
 
@@ -252,6 +266,7 @@ def bench(
 
         found = stack.enter_context(servers(database_url, redis_url))
         server_pids = _server_pids(found.database_url, found.redis_url)
+        runner.pg_dsn = baselines.database_dsn(found.database_url, "postgres")
         asyncio.run(baselines.seed(found.database_url, BASELINE_DATABASE, BASELINE_OWNER))
         with baseline("asyncpg", {baselines.DATABASE_ENV: baselines.database_dsn(found.database_url,
                                                                                   BASELINE_DATABASE),
@@ -290,7 +305,8 @@ def bench(
     summary = {
         "machine": {**report.machine(), "loadavg_before": load_before}, "generator": generator,
         "connections": connections, "seconds": seconds, "warmup_seconds": warmup_seconds, "mix_users": users,
-        "results": [{**asdict(r), "cpu_total_ms": r.cpu_total_ms} for r in results],
+        "results": [{**asdict(r), "cpu_total_ms": r.cpu_total_ms, "pg_xacts_per_request": r.pg_xacts_per_request}
+                    for r in results],
         "cpu_x_baseline": report.cpu_multiples(results), "ratios": ratios(results),
         "tasks_cache_on_repeat_get": cache_state, **extra,
         "flotilla_up": up, "bench_stack_ready_seconds": round(ready_seconds, 2), "services": memory,

@@ -50,6 +50,9 @@ class Result:
     cpu_ms: dict[str, float] = field(default_factory=dict)
     #: The load generator's own CPU milliseconds per request (not part of ``cpu_total_ms``).
     generator_cpu_ms: float | None = None
+    #: PostgreSQL sessions opened and transactions run in the window (targets that use it).
+    pg_sessions: int | None = None
+    pg_xacts: int | None = None
 
     @property
     def key(self) -> str:
@@ -59,6 +62,10 @@ class Result:
     @property
     def cpu_total_ms(self) -> float | None:
         return sum(self.cpu_ms.values()) if self.cpu_ms else None
+
+    @property
+    def pg_xacts_per_request(self) -> float | None:
+        return self.pg_xacts / self.requests if self.pg_xacts is not None and self.requests else None
 
 
 def ensure_wrk() -> str | None:

@@ -107,12 +107,14 @@ def cpu_multiples(results: list[Result]) -> dict[str, dict[str, float]]:
 
 def bench_table(results: list[Result]) -> str:
     base = _baseline_ms(results)
-    headers = ("target", "RPS", "P50 ms", "P99 ms", "requests", "errors", "CPU ms/req", "x (1)", "wrk ms/req", "note")
+    headers = ("target", "RPS", "P50 ms", "P99 ms", "requests", "errors", "CPU ms/req", "x (1)", "wrk ms/req",
+               "PG sessions", "PG xacts/req", "note")
     return table(headers, (
         (r.name, r.rps if r.rps is not None else "n/a", r.p50_ms if r.p50_ms is not None else "n/a",
          r.p99_ms if r.p99_ms is not None else "n/a", r.requests, r.errors, _ms(r.cpu_total_ms),
          _times(r.cpu_total_ms / base) if base and r.cpu_total_ms is not None else "n/a",
-         _ms(r.generator_cpu_ms), r.note)
+         _ms(r.generator_cpu_ms), "" if r.pg_sessions is None else r.pg_sessions,
+         "" if r.pg_xacts_per_request is None else f"{r.pg_xacts_per_request:.2f}", r.note)
         for r in results))
 
 
@@ -145,6 +147,7 @@ def bench_rows(results: list[Result]) -> list[dict[str, Any]]:
              "errors": r.errors, "cpu_ms_per_request": r.cpu_total_ms,
              "cpu_x_baseline": r.cpu_total_ms / base if base and r.cpu_total_ms is not None else None,
              "generator_cpu_ms_per_request": r.generator_cpu_ms,
+             "pg_sessions_opened": r.pg_sessions, "pg_xacts_per_request": r.pg_xacts_per_request,
              **{f"cpu_ms_{n}": r.cpu_ms.get(n) for n in names}, "note": r.note}
             for r in results]
 

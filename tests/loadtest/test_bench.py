@@ -2,7 +2,8 @@
 
 Behaviour only: every target answered requests without errors (the scripts send valid
 tokens, cursors and bodies), and every target reports CPU time for each process it
-involves, including PostgreSQL and Redis. How fast is the benchmark's business, not a
+involves, including PostgreSQL and Redis, and PostgreSQL's session and transaction counts
+where it is involved. How fast is the benchmark's business, not a
 test's: no figure is compared with a threshold.
 """
 
@@ -44,6 +45,12 @@ def test_every_target_reports_requests_and_cpu_per_process(
     assert set(results["(6)"]["cpu_ms"]) == {"fastapi+asyncpg", "postgres"}
     for key in ("(3)", "(4)", "(7)", "(8)"):
         assert set(results[key]["cpu_ms"]) >= STACK, key
+    # PostgreSQL's own counters are read for every target that uses it, and only those.
+    for key, result in results.items():
+        uses_postgres = key in {"(3)", "(4)", "(6)", "(7)", "(8)"}
+        assert (result["pg_sessions"] is not None) is uses_postgres, key
+        assert (result["pg_xacts_per_request"] is not None) is uses_postgres, key
+    assert results["(6)"]["pg_xacts"] > 0
     assert summary["tasks_cache_on_repeat_get"] == "hit"
     assert all(value is not None for value in summary["ratios"].values())
     assert summary["cpu_x_baseline"][results["(1)"]["name"]]["total"] == 1.0
