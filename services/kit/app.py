@@ -117,7 +117,7 @@ async def _open_kit(
     backend: CacheBackend
     redis_url = settings.redis_url.get_secret_value()
     if redis_url:
-        backend = RedisBackend(redis_client(redis_url, timeout=settings.redis_timeout_seconds))
+        backend = RedisBackend(redis_client(redis_url, timeout=None), timeout=settings.redis_timeout_seconds)
     else:
         backend = MemoryBackend(ttl=settings.cache_ttl_seconds)
     cache = Cache(backend, prefix=f"{settings.service_name}:", ttl=settings.cache_ttl_seconds, metrics=metrics)

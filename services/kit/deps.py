@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Annotated, cast
 
-from fastapi import Depends, Header, Request
+from fastapi import Depends, Request
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.kit.app import Kit
@@ -31,15 +31,14 @@ async def get_session(kit: KitDep) -> AsyncIterator[AsyncSession]:
         yield session
 
 
-async def get_cache(kit: KitDep) -> Cache:
-    return kit.cache
+# The ones below take the Request itself rather than other dependencies: every
+# dependency is a node FastAPI solves per request, and these sit on every hot route.
+async def get_cache(request: Request) -> Cache:
+    return get_kit(request).cache
 
 
-async def get_principal(
-    kit: KitDep,
-    authorization: Annotated[str | None, Header(include_in_schema=False)] = None,
-) -> Principal:
-    return await kit.verifier.verify(bearer_token(authorization))
+async def get_principal(request: Request) -> Principal:
+    return await get_kit(request).verifier.verify(bearer_token(request.headers.get("authorization")))
 
 
 async def get_user_id(principal: Annotated[Principal, Depends(get_principal)]) -> str:

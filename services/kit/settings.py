@@ -38,9 +38,12 @@ class ServiceSettings(BaseSettings):
     redis_url: SecretStr = SecretStr("")
     data_dir: Path = DEFAULT_DATA_DIR
 
-    # Pool numbers from the seed article; overridable per deployment.
+    #: Connections per process. Size it to the process's real concurrency against the
+    #: database; replicas x pool size must stay below PostgreSQL's max_connections.
     db_pool_size: int = Field(default=20, ge=1)
-    db_max_overflow: int = Field(default=30, ge=0)
+    #: Extra connections above the pool size under bursts. Each is closed when returned,
+    #: so a non-zero value opens and closes connections per request under steady load.
+    db_max_overflow: int = Field(default=0, ge=0)
     db_pool_timeout_seconds: float = Field(default=5.0, gt=0)
     db_pool_recycle_seconds: int = Field(default=1800, ge=-1)
     db_statement_timeout_ms: int = Field(default=5000, ge=0)

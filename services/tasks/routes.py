@@ -8,7 +8,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Response, status
 
 from services.kit.deps import CacheDep, CurrentUserId, KitDep, SessionDep
-from services.tasks import crud
+from services.tasks import crud, pages
 from services.tasks.models import Priority, Status
 from services.tasks.schemas import TaskCreate, TaskPublic, TasksPublic, TaskUpdate
 
@@ -21,6 +21,14 @@ def _list_namespace(user_id: str) -> str:
     return f"list:{user_id}"
 
 
+def _page_key(status: Status | None, priority: Priority | None, limit: int, cursor: str | None) -> str:
+    return f"{status}:{priority}:{limit}:{cursor}"
+
+
+#: The page kept up to date on creates (written through) rather than only invalidated.
+FIRST_PAGE_KEY = _page_key(None, None, pages.DEFAULT_LIMIT, None)
+
+
 @router.get("", response_model=TasksPublic, summary="List the caller's tasks, newest first")
 async def list_tasks(
     user_id: CurrentUserId,
@@ -29,28 +37,31 @@ async def list_tasks(
     status: Status | None = None,
     priority: Priority | None = None,
     cursor: Annotated[str | None, Query(max_length=256, description="next_cursor of the previous page")] = None,
-    limit: Annotated[int, Query(ge=1, le=100)] = 20,
+    limit: Annotated[int, Query(ge=1, le=100)] = pages.DEFAULT_LIMIT,
 ) -> Response:
-    cache_key = f"{status}:{priority}:{limit}:{cursor}"
-    cached, store_key = await cache.lookup(_list_namespace(user_id), cache_key)
+    cached, slot = await cache.lookup(_list_namespace(user_id), _page_key(status, priority, limit, cursor))
     if cached is not None:
         return Response(cached, media_type=JSON, headers={"X-Cache": "hit"})
-    # The session is opened only on a miss: a cache hit (the hot path) never touches the pool.
-    async with kit.database.session() as session:
-        tasks, next_cursor = await crud.list_tasks(
-            session=session, owner_id=user_id, status=status, priority=priority, cursor=cursor, limit=limit
-        )
-    page = TasksPublic(data=[TaskPublic.model_validate(t) for t in tasks], count=len(tasks), next_cursor=next_cursor)
-    body = page.model_dump_json().encode()
-    await cache.store(store_key, body)
+    # A connection only on a miss (a hit never touches the pool), outside a transaction:
+    # one SELECT needs no BEGIN/ROLLBACK around it.
+    async with kit.database.autocommit() as conn:
+        rows = await crud.list_tasks(conn=conn, owner_id=user_id, status=status, priority=priority,
+                                     cursor=cursor, limit=limit)
+    body = pages.page_json(rows, limit)
+    await cache.store(slot, body)
     return Response(body, media_type=JSON, headers={"X-Cache": "miss"})
 
 
 @router.post("", response_model=TaskPublic, status_code=status.HTTP_201_CREATED, summary="Create a task")
-async def create_task(task_in: TaskCreate, user_id: CurrentUserId, session: SessionDep, cache: CacheDep) -> TaskPublic:
-    task = await crud.create_task(session=session, owner_id=user_id, task_in=task_in)
-    await cache.invalidate(_list_namespace(user_id))
-    return TaskPublic.model_validate(task)
+async def create_task(task_in: TaskCreate, user_id: CurrentUserId, kit: KitDep, cache: CacheDep) -> Response:
+    task = await crud.create_task(database=kit.database, owner_id=user_id, task_in=task_in)
+    # Write-through: the first page (what a client reads next) is rewritten with the new
+    # task rather than invalidated, so the read after a write is still a cache hit.
+    namespace = _list_namespace(user_id)
+    cached, slot = await cache.lookup(namespace, FIRST_PAGE_KEY)
+    replaced = pages.with_new_task(cached, task, pages.DEFAULT_LIMIT) if cached is not None else None
+    await cache.invalidate(namespace, replacement=(slot, replaced) if slot is not None and replaced else None)
+    return Response(pages.dumps(pages.task_json(task)), status_code=status.HTTP_201_CREATED, media_type=JSON)
 
 
 @router.get("/{task_id}", response_model=TaskPublic, summary="Get one of the caller's tasks")

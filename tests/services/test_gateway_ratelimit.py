@@ -11,9 +11,13 @@ from typing import Any
 
 import httpx
 import pytest
+from limits.aio.storage import RedisStorage
+from limits.aio.strategies import SlidingWindowCounterRateLimiter
 from redis.asyncio import Redis
 
 from services.gateway.app import create_app
+from services.gateway.ratelimit import KEY_PREFIX, Check, EdgeRateLimiter, parse_limits
+from services.kit.errors import TooManyRequests
 from tests.services.conftest import running
 from tests.services.gateway_support import gateway_settings, live_tasks
 from tests.support.auth import client_at, random_ip
@@ -133,3 +137,31 @@ async def test_redis_outage_and_return(own_redis: RedisServer, tasks: tuple[str,
 
         await eventually(back_on_redis)
     await redis.aclose()
+
+
+@pytest.mark.parametrize("through_redis", [True, False])
+async def test_all_limits_in_one_call_count_what_limits_itself_reads(redis_server: RedisServer,
+                                                                      through_redis: bool) -> None:
+    """Both scopes are counted in one round trip, on `limits`' own keys and algorithm."""
+    limiter = EdgeRateLimiter(redis_url=redis_server.url if through_redis else "")
+    ip, user_id = random_ip(), f"user-{uuid.uuid4().hex[:8]}"
+    by_ip = Check("ip", ip, parse_limits("10/minute"))
+    by_user = Check("user", user_id, parse_limits("3/minute;100/hour"))
+    try:
+        for _ in range(3):
+            await limiter.enforce(by_ip, by_user)
+        with pytest.raises(TooManyRequests) as refused:
+            await limiter.enforce(by_ip, by_user)
+        assert refused.value.details == {"limit": "3 per 1 minute", "scope": "user"}
+        assert 1 <= int(refused.value.headers["Retry-After"]) <= 60
+        if through_redis:
+            reader = SlidingWindowCounterRateLimiter(RedisStorage(f"async+{redis_server.url}", implementation="redispy",
+                                                                key_prefix=KEY_PREFIX))
+        else:
+            reader = limiter._memory
+        # The address was counted for all four attempts; the user's hourly limit only for
+        # the three that passed its per-minute limit.
+        assert (await reader.get_window_stats(by_ip.items[0], "ip", ip)).remaining == 6
+        assert (await reader.get_window_stats(by_user.items[1], "user", user_id)).remaining == 97
+    finally:
+        await limiter.close()
