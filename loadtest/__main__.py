@@ -61,6 +61,8 @@ def bench_command(
     database_url: DatabaseUrl = "",
     redis_url: RedisUrl = "",
     out: Annotated[Path | None, typer.Option(help="results directory; default loadtest/results/<time>-bench")] = None,
+    profile: Annotated[Path | None, typer.Option(help="write py-spy flame graphs (SVG) of the gateway, tasks and "
+                                                      "data under the reference mix (8) here (needs py-spy)")] = None,
 ) -> None:
     """Bare baselines vs the services direct, through the gateway and under the reference mix:
     RPS, latency and CPU ms per request per process, one run, this machine."""
@@ -70,7 +72,7 @@ def bench_command(
         bench(connections=connections, seconds=seconds, warmup_seconds=warmup, users=users,
               uncached=uncached, database_url=database_url, redis_url=redis_url,
               out_dir=out or results_dir(label="bench"), max_load=max_load, wait_seconds=wait_for_quiet,
-              measure_up=up)
+              measure_up=up, profile_dir=profile)
     except RuntimeError as exc:
         typer.secho(f"error: {exc}", fg=typer.colors.RED, err=True)
         raise typer.Exit(1) from None

@@ -57,6 +57,7 @@ from loadtest.generators import (
 )
 from loadtest.pgstats import PgMeter
 from loadtest.procstats import CpuMeter, Sampler, listening_pid
+from loadtest.profiling import flame_graphs
 from loadtest.stack import PrivateStack, running_stack, servers
 from services.kit import catalog
 from services.launcher import free_port
@@ -75,6 +76,8 @@ BASELINE_OWNER = "bench-baseline-owner"
 FASTAPI, FLASK, PROXY, ASYNCPG_APP = "fastapi", "flask", "proxy", "fastapi+asyncpg"
 TASKS_CACHE_OFF, REDIS, POSTGRES = "tasks (cache off)", "redis", "postgres"
 
+#: The services whose flame graphs ``--profile`` records under the reference mix (8).
+PROFILED_UNDER_MIX = (catalog.GATEWAY.name, catalog.TASKS.name, catalog.DATA.name)
 #: PostgreSQL backends flush their counters to pg_stat_database at most once a second.
 PG_STATS_FLUSH_SECONDS = 1.2
 
@@ -187,9 +190,12 @@ class Runner:
     out_dir: Path
     #: PostgreSQL whose sessions and transactions are counted for targets that involve it.
     pg_dsn: str = ""
+    #: Where py-spy flame graphs of the processes a target asks for go (None: none are recorded).
+    profile_dir: Path | None = None
 
     def measure(self, name: str, url: str, processes: dict[str, int], *, token: str = "",
-                script: Path = REPORT_SCRIPT, env: dict[str, str] | None = None, note: str = "") -> Result:
+                script: Path = REPORT_SCRIPT, env: dict[str, str] | None = None, note: str = "",
+                profile: dict[str, int] | None = None) -> Result:
         if self.wrk is None and script != REPORT_SCRIPT:
             return self._print(Result(name, note=f"n/a: needs wrk ({script.name})"))
         wrk = self.wrk
@@ -211,7 +217,9 @@ class Runner:
         if pg:
             pg.start()
         meter.start()
-        result = run(self.seconds)
+        label = "target" + name.split()[0].strip("()")
+        with flame_graphs(self.profile_dir if profile else None, label, profile or {}, self.seconds):
+            result = run(self.seconds)
         meter.stop()
         result.cpu_ms = meter.ms_per_request(result.requests)
         if pg:
@@ -243,13 +251,14 @@ def bench(
     max_load: float = 1.0,
     wait_seconds: float = 0,
     measure_up: bool = True,
+    profile_dir: Path | None = None,
 ) -> dict[str, Any]:
     load_before = wait_for_quiet_machine(max_load, wait_seconds) if wait_seconds else list(os.getloadavg())
     wrk = ensure_wrk()
     generator = f"wrk -t1 -c{connections} -d{seconds}s" if wrk else f"locust FastHttpUser x{connections}, {seconds}s"
     print(f"load generator: {generator} (after {warmup_seconds}s warm-up each); load average {load_before}",
           flush=True)
-    runner = Runner(wrk, connections, seconds, warmup_seconds, out_dir)
+    runner = Runner(wrk, connections, seconds, warmup_seconds, out_dir, profile_dir=profile_dir)
 
     up: dict[str, Any] = time_flotilla_up() if measure_up else {"ready_seconds": None, "note": "not measured"}
     print(f"flotilla up (embedded defaults) ready in: {_seconds(up)}", flush=True)
@@ -362,8 +371,10 @@ def _mix(runner: Runner, url: str, stack_pids: dict[str, int], tokens: list[str]
     with tempfile.NamedTemporaryFile("w", prefix="flotilla-bench-tokens-", suffix=".txt") as handle:
         handle.write("\n".join(tokens) + "\n")
         handle.flush()
+        profiled = {name: pid for name, pid in stack_pids.items() if name in PROFILED_UNDER_MIX}
         return runner.measure("(8) reference mix via gateway", url, stack_pids, script=MIX_SCRIPT,
-                              env={TOKENS_FILE_ENV: handle.name}, note=f"({len(tokens)} users, 3 GET : 1 POST)")
+                              env={TOKENS_FILE_ENV: handle.name}, note=f"({len(tokens)} users, 3 GET : 1 POST)",
+                              profile=profiled)
 
 
 def ratios(results: list[Result]) -> dict[str, float | None]:
