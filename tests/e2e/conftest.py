@@ -11,6 +11,10 @@ from services.launcher import Stack
 from tests.support.servers import PostgresServer, RedisServer
 from tests.support.stack import PASSWORD, SHARED_STACK_ENV, bearer, free_port_offset, gateway, register_and_login
 
+#: The gateway's breaker waits 30 s before it tries a recovered upstream; the outage tests
+#: need the same behaviour, not the same wait.
+STACK_ENV = {**SHARED_STACK_ENV, "GATEWAY_BREAKER_RECOVERY_SECONDS": "5"}
+
 # Shared with the chaos suite (tests/support/stack.py); re-exported for the e2e tests.
 __all__ = ["PASSWORD", "bearer", "embedded_stack", "free_port_offset", "gateway", "real_stack", "register_and_login"]
 
@@ -21,7 +25,7 @@ def real_stack(postgres_server: PostgresServer, redis_server: RedisServer, tmp_p
     base = postgres_server.dsn("postgres", driver="postgresql")
     redis_server.flush()  # the services' key prefixes are fixed: start without earlier tests' caches
     stack = Stack(data_dir=tmp_path, database_url=base, redis_url=redis_server.url, port_offset=free_port_offset(),
-                  extra_env=SHARED_STACK_ENV)
+                  extra_env=STACK_ENV)
     with stack.running(timeout=90):
         yield stack
 
