@@ -44,6 +44,9 @@ class AuthSettings(ServiceSettings):
     #: Hashes computed at once; each holds ``password_hash_memory_kib`` of RAM, so this
     #: caps memory as well as CPU under a burst of logins.
     password_hash_concurrency: int = Field(default=4, ge=1)
+    #: Hashes that may wait for a slot; beyond that, 503 + Retry-After at once. Keep
+    #: (concurrency + queue) x hash time below the gateway's upstream timeout.
+    password_hash_queue: int = Field(default=32, ge=0)
 
     #: Failed-login budgets (``limits`` notation), per account and per client address.
     login_limit_per_account: str = "5/minute"

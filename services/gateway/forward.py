@@ -19,11 +19,12 @@ from services.gateway.errors import BadGateway, UpstreamTimeout
 from services.gateway.headers import RawHeaders
 from services.gateway.upstreams import PoolExhausted, Upstream
 from services.kit.breaker import Breakers
-from services.kit.errors import DependencyUnavailable, FlotillaError
+from services.kit.errors import SHED_HEADER, DependencyUnavailable, FlotillaError
 
 log = structlog.get_logger("flotilla.gateway")
 
 FAILURE_STATUSES = frozenset({502, 503, 504})
+_SHED_HEADER = SHED_HEADER.lower().encode()
 #: Safe to send twice. POST/PATCH/DELETE never are: a retry could create a second task.
 RETRYABLE_METHODS = frozenset({"GET", "HEAD"})
 
@@ -75,6 +76,12 @@ class UpstreamUnreachable(Exception):
 
 class GatewayOverloaded(Exception):
     """No free pooled connection in time: the gateway's own limit, not the upstream's fault."""
+
+
+def _shed(reply: UpstreamReply) -> bool:
+    """A 503 the service sent because it is at capacity: alive, so no breaker failure
+    (and no retry, which would only add to its load)."""
+    return any(name.lower() == _SHED_HEADER for name, _ in reply.headers)
 
 
 def _worth_retrying(exc: BaseException) -> bool:
@@ -158,6 +165,6 @@ class Forwarder:
                 raise UpstreamUnreachable(upstream.name, exc) from exc
             finally:
                 upstream.slots.release()
-            if reply.status_code in FAILURE_STATUSES:
+            if reply.status_code in FAILURE_STATUSES and not _shed(reply):
                 raise UpstreamFailed(reply)
         return reply

@@ -95,6 +95,29 @@ class DependencyUnavailable(FlotillaError):
         self.dependency = dependency
 
 
+#: Marks a 503 that a live service chose to send because it is at capacity, so that
+#: the gateway passes it on without counting it against the service's breaker.
+SHED_HEADER = "X-Flotilla-Shed"
+
+
+class Overloaded(FlotillaError):
+    """This process is at capacity: refused fast (503 + Retry-After) instead of queued.
+
+    Not an outage: the service is alive and serving what it can; a breaker that opened
+    on these answers would refuse the work it could still do.
+    """
+
+    status_code = 503
+    error_code = "overloaded"
+
+    def __init__(self, resource: str, *, retry_after: int = 1) -> None:
+        super().__init__(
+            f"{resource} is at capacity; retry later",
+            details={"resource": resource},
+            headers={"Retry-After": str(max(1, retry_after)), SHED_HEADER: "1"},
+        )
+
+
 class RequestBodyTimeout(Exception):
     """The client stopped sending its request body (slowloris, a stalled upload).
 

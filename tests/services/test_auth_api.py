@@ -17,6 +17,7 @@ from services.auth.models import RefreshToken, User
 from services.auth.runtime import refresh_token_purger
 from services.auth.tokens import hash_refresh_token
 from services.kit.db import utcnow
+from services.kit.errors import SHED_HEADER
 from tests.services.conftest import running
 from tests.support.auth import (
     PASSWORD,
@@ -231,3 +232,25 @@ async def test_refresh_tokens_are_stored_hashed(app, client: httpx.AsyncClient) 
 @pytest.mark.parametrize("body", [{}, {"refresh_token": ""}, {"refresh_token": "x" * 300}])
 async def test_malformed_refresh_requests_are_422(embedded_client: httpx.AsyncClient, body: dict[str, Any]) -> None:
     assert_error_shape(await embedded_client.post("/api/v1/auth/refresh", json=body), 422, "validation_error")
+
+
+async def test_a_burst_beyond_hashing_capacity_is_shed_fast_and_the_rest_served(tmp_path: Path) -> None:
+    """Past the bounded queue, 503 + Retry-After at once (marked as shed); what was admitted
+    completes, and afterwards the service serves logins as before."""
+    settings = auth_settings(data_dir=tmp_path, password_hash_concurrency=1, password_hash_queue=2,
+                             login_limit_per_ip="1000/minute")
+    async with running_auth(settings) as client:
+        email = unique_email()
+        await register(client, email)
+        burst = await asyncio.gather(*(client.post("/api/v1/auth/register", json={"email": unique_email(),
+                                                                                    "password": PASSWORD})
+                                       for _ in range(12)))
+        statuses = [r.status_code for r in burst]
+        assert set(statuses) <= {201, 503}
+        assert 3 <= statuses.count(201) < 12  # at least the admitted ones: one hashing, two waiting
+        for shed in (r for r in burst if r.status_code == 503):
+            body = assert_error_shape(shed, 503, "overloaded")
+            assert body["details"] == {"resource": "password hashing"}
+            assert shed.headers["retry-after"] == "1"
+            assert shed.headers[SHED_HEADER.lower()] == "1"
+        assert (await login(client, email))["access_token"]

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from services.kit.errors import SHED_HEADER
 from tests.services.gateway_support import dead_url, gateway, live_tasks
 from tests.support.error_shape import assert_error_shape
 from tests.support.live import port_of
@@ -108,6 +109,24 @@ async def test_reads_are_retried_on_transient_failures_writes_never(tmp_path: Pa
         bug = await client.get("/api/v1/tasks", headers=alice)
         assert bug.status_code == 500
         assert tasks.count("GET") == 6  # a 500 is one request's bug, not a flaky upstream: no retry
+
+
+async def test_load_shed_answers_pass_through_without_opening_the_breaker(
+    tmp_path: Path, alice: dict[str, str]
+) -> None:
+    """A service at capacity says so (503 + the shed marker); it is alive, so the breaker
+    stays closed and the requests it can serve keep reaching it. Nor is a shed read retried."""
+    async with live_tasks(tmp_path) as (url, tasks), gateway(tasks_url=url, breaker_threshold=2) as client:
+        tasks.fail_next(4, status=503, headers={SHED_HEADER: "1"})
+        for _ in range(3):
+            shed = await client.post("/api/v1/tasks", json={"title": "x"}, headers=alice)
+            assert_error_shape(shed, 503, "injected_failure")
+            assert shed.headers["retry-after"] == "7"
+        before = tasks.count("GET")
+        assert_error_shape(await client.get("/api/v1/tasks", headers=alice), 503, "injected_failure")
+        assert tasks.count("GET") == before + 1  # not retried
+        assert (await client.post("/api/v1/tasks", json={"title": "served"}, headers=alice)).status_code == 201
+        assert (await client.get("/health")).json()["checks"]["tasks"]["breaker"] == "closed"
 
 
 async def test_client_and_application_errors_do_not_open_the_breaker(tmp_path: Path, alice: dict[str, str]) -> None:

@@ -110,16 +110,17 @@ class Recorder:
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
         self.requests: list[SeenRequest] = []
-        self._failures: deque[int] = deque()
+        self._failures: deque[tuple[int, tuple[tuple[bytes, bytes], ...]]] = deque()
         self._holds = 0
         self._released = asyncio.Event()
 
-    def fail_next(self, count: int, *, status: int = 503) -> None:
-        self._failures.extend([status] * count)
+    def fail_next(self, count: int, *, status: int = 503, headers: dict[str, str] | None = None) -> None:
+        extra = tuple((k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in (headers or {}).items())
+        self._failures.extend([(status, extra)] * count)
 
     def break_next(self, count: int) -> None:
         """Answer the next ``count`` API requests with a truncated response and a closed connection."""
-        self._failures.extend([0] * count)
+        self._failures.extend([(0, ())] * count)
 
     def hold_next(self, count: int) -> None:
         """Keep the next ``count`` API requests waiting (an unresponsive service) until release()."""
@@ -141,7 +142,7 @@ class Recorder:
                 self._holds -= 1
                 await self._released.wait()
             if self._failures and scope["path"].startswith("/api/"):
-                status = self._failures.popleft()
+                status, extra_headers = self._failures.popleft()
                 if status == 0:
                     await send({"type": "http.response.start", "status": 200,
                                 "headers": [(b"content-length", b"1000")]})
@@ -151,7 +152,7 @@ class Recorder:
                                    "details": None, "request_id": headers.get("x-request-id", "")}).encode()
                 await send({"type": "http.response.start", "status": status,
                             "headers": [(b"content-type", b"application/json"), (b"retry-after", b"7"),
-                                        (b"content-length", str(len(body)).encode())]})
+                                        (b"content-length", str(len(body)).encode()), *extra_headers]})
                 await send({"type": "http.response.body", "body": body})
                 return
         await self.app(scope, receive, send)
