@@ -70,4 +70,7 @@ class OutboxEvent(TasksBase):
     __table_args__ = (
         Index("ix_outbox_unpublished", "created_at",
               postgresql_where=published_at.is_(None), sqlite_where=published_at.is_(None)),
+        # Serves the retention prune (published rows older than a cutoff).
+        Index("ix_outbox_published", "published_at",
+              postgresql_where=published_at.isnot(None), sqlite_where=published_at.isnot(None)),
     )

@@ -14,6 +14,7 @@ outbox and the relay backs off with jitter; delivery resumes on its own.
 from __future__ import annotations
 
 import time
+from datetime import timedelta
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager, suppress
 from typing import Any, Protocol
@@ -22,7 +23,7 @@ import httpx
 import structlog
 from prometheus_client import Counter, Gauge
 from redis.asyncio import Redis
-from sqlalchemy import func, select, update
+from sqlalchemy import delete, func, select, update
 
 from services.kit import metric_names as names
 from services.kit.app import Kit, Worker
@@ -37,6 +38,8 @@ log = structlog.get_logger("flotilla.tasks.relay")
 
 #: The backlog gauges are refreshed at most this often (a COUNT over the backlog).
 BACKLOG_REFRESH_SECONDS = 5.0
+#: Published rows deleted per statement, so a large first prune never holds locks long.
+PRUNE_BATCH = 5_000
 #: On shutdown, time for a batch in flight to finish (bounded by Redis/HTTP timeouts).
 STOP_GRACE_SECONDS = 10.0
 
@@ -99,6 +102,9 @@ class OutboxRelay:
         self.publisher = publisher
         self.batch_size = settings.relay_batch_size
         self.max_backlog_age = settings.relay_max_backlog_age_seconds
+        self.retention = timedelta(seconds=settings.outbox_retention_seconds)
+        self.prune_interval = settings.outbox_prune_interval_seconds
+        self._pruned_at = 0.0
         registry = kit.metrics.registry
         self.published = Counter(names.OUTBOX_PUBLISHED_TOTAL.removesuffix("_total"),
                                  "Outbox rows published, by target (stream, http)", ["target"], registry=registry)
@@ -135,7 +141,29 @@ class OutboxRelay:
             if time.monotonic() - self._backlog_refreshed_at > BACKLOG_REFRESH_SECONDS:
                 with suppress(Exception):  # only gauges; the health check reports real trouble
                     await self.refresh_backlog()
+        if time.monotonic() - self._pruned_at > self.prune_interval:
+            self._pruned_at = time.monotonic()
+            try:
+                await self.prune()
+            except Exception as exc:  # housekeeping: it never holds up publishing, and runs again later
+                log.warning("outbox_prune_failed", error_type=type(exc).__name__)
         return published == self.batch_size
+
+    async def prune(self) -> int:
+        """Delete published rows older than the retention; the number deleted."""
+        cutoff = utcnow() - self.retention
+        total = 0
+        while True:
+            doomed = (select(OutboxEvent.id).where(OutboxEvent.published_at < cutoff)
+                      .limit(PRUNE_BATCH).scalar_subquery())
+            async with self.db.transaction() as conn:
+                deleted = (await conn.execute(delete(OutboxEvent).where(OutboxEvent.id.in_(doomed)))).rowcount
+            total += deleted
+            if deleted < PRUNE_BATCH:
+                break
+        if total:
+            log.info("outbox_pruned", rows=total)
+        return total
 
     async def refresh_backlog(self) -> tuple[int, float]:
         """(unpublished rows, age in seconds of the oldest) — also sets the gauges."""

@@ -32,3 +32,8 @@ class TasksSettings(ServiceSettings):
     relay_backoff_max_seconds: float = Field(default=5.0, gt=0)
     #: The "events" health check reports down when the oldest unpublished row is older.
     relay_max_backlog_age_seconds: float = Field(default=60.0, gt=0)
+    #: Published outbox rows are kept this long (for inspection and replay), then deleted:
+    #: without it the table grows by a row with every write, forever.
+    outbox_retention_seconds: float = Field(default=86_400.0, ge=0)
+    #: How often the relay deletes published rows older than the retention.
+    outbox_prune_interval_seconds: float = Field(default=60.0, gt=0)

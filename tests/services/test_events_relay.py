@@ -103,3 +103,26 @@ async def test_redis_down_writes_succeed_and_every_event_is_delivered_after(
         await eventually(outbox_settles(app, 12), message="12 events published")
         ids = [e["event_id"] for e in await stream_entries(own_redis.url, stream)]
         assert sorted(ids) == sorted(await outbox_event_ids(app))  # none lost, none twice
+
+
+async def test_published_rows_are_pruned_after_the_retention_and_unpublished_never(
+    pg_url: str, own_redis: RedisServer, stream: str, tmp_path: Path
+) -> None:
+    app = tasks_app(database_url=pg_url, redis_url=own_redis.url, data_dir=tmp_path, events_stream=stream,
+                    redis_timeout_seconds=0.3, outbox_retention_seconds=0, outbox_prune_interval_seconds=0.05)
+    alice = auth_header(f"alice-{uuid.uuid4().hex[:6]}")
+    async with running(app) as client:
+        for i in range(3):
+            assert (await client.post("/api/v1/tasks", json={"title": f"t{i}"}, headers=alice)).status_code == 201
+
+        async def emptied() -> bool:
+            return await outbox_state(app) == {"published": 0, "unpublished": 0}
+
+        await eventually(emptied, message="published rows pruned")
+        assert len(await stream_entries(own_redis.url, stream)) == 3  # delivered before they went
+
+        own_redis.stop()  # nothing can be published now: the rows must stay
+        for i in range(2):
+            assert (await client.post("/api/v1/tasks", json={"title": f"u{i}"}, headers=alice)).status_code == 201
+        await asyncio.sleep(0.5)  # many prune intervals
+        assert await outbox_state(app) == {"published": 0, "unpublished": 2}
