@@ -3,6 +3,12 @@
 Each step runs under its own circuit breaker and time budget; a step that fails,
 times out or has an open breaker just hands over to the next one, so the endpoint
 answers 200 whatever is down, and says which source answered.
+
+Popular titles are an aggregate over every live task (a GROUP BY over the whole
+snapshot table: seconds at a million rows). No request ever runs it: a background
+refresh recomputes it every ``popular_refresh_seconds`` into the shared cache, and of
+many replicas only one per interval does (``Cache.claim``), so the cost per request is
+one cache read whatever the data size.
 """
 
 from __future__ import annotations
@@ -37,6 +43,8 @@ class Recommender:
         # everyone and may lag a minute; nothing invalidates them.
         self.popular_cache = Cache(kit.cache.backend, prefix=kit.cache.prefix, ttl=settings.popular_cache_ttl_seconds,
                                    metrics=kit.metrics, name="popular")
+        self.refresh_seconds = settings.popular_refresh_seconds
+        self._popular_key = f"{self.limit}:{self.min_users}"
         self.served = Counter(names.RECOMMENDATIONS_TOTAL.removesuffix("_total"),
                               "Recommendation responses by source (personalised, popular, none)", ["source"],
                               registry=kit.metrics.registry)
@@ -67,11 +75,18 @@ class Recommender:
             return await queries.open_tasks(session=session, user_id=user_id, limit=self.limit)
 
     async def _popular(self, _user_id: str) -> list[Recommendation]:
-        cached, store_key = await self.popular_cache.lookup("popular", f"{self.limit}:{self.min_users}")
-        if cached is not None:
-            return _ITEMS.validate_json(cached)
+        cached, _ = await self.popular_cache.lookup("popular", self._popular_key)
+        return _ITEMS.validate_json(cached) if cached is not None else []
+
+    async def refresh_popular(self) -> bool:
+        """Recompute popular titles into the shared cache, if no replica did this interval.
+
+        A ``ServiceLoop`` step: returns False (nothing more waiting until the next interval).
+        """
+        if not await self.popular_cache.claim(f"popular:{self._popular_key}", ttl=self.refresh_seconds * 0.9):
+            return False
+        _, slot = await self.popular_cache.lookup("popular", self._popular_key)
         async with self.kit.database.session() as session:
             items = await queries.popular_titles(session=session, limit=self.limit, min_users=self.min_users)
-        if items:  # "nothing popular yet" should not outlive the first popular title
-            await self.popular_cache.store(store_key, _ITEMS.dump_json(items))
-        return items
+        await self.popular_cache.store(slot, _ITEMS.dump_json(items))
+        return False

@@ -66,6 +66,10 @@ def data_runtime(settings: DataSettings) -> Worker:
             pruner = ServiceLoop("processed-events-prune", _pruner(kit, settings.processed_events_retention_days),
                                  idle_seconds=PRUNE_INTERVAL_SECONDS, backoff_max_seconds=PRUNE_INTERVAL_SECONDS)
             await stack.enter_async_context(pruner.running(grace_seconds=STOP_GRACE_SECONDS))
+            popular = ServiceLoop("popular-refresh", runtime.recommender.refresh_popular,
+                                  idle_seconds=settings.popular_refresh_seconds,
+                                  backoff_max_seconds=settings.popular_refresh_seconds)
+            await stack.enter_async_context(popular.running(grace_seconds=STOP_GRACE_SECONDS))
             redis_url = settings.redis_url.get_secret_value()
             if redis_url:
                 redis = consumer_redis(redis_url, settings)

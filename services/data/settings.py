@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import os
 import socket
-from typing import Annotated, ClassVar
+from typing import Annotated, ClassVar, Self
 
-from pydantic import AfterValidator, Field, SecretStr
+from pydantic import AfterValidator, Field, SecretStr, model_validator
 
 from services.kit.events import DEV_INTERNAL_TOKEN, TASK_EVENTS_STREAM, checked_stream_name
 from services.kit.settings import ServiceSettings
@@ -44,6 +44,15 @@ class DataSettings(ServiceSettings):
     #: popular items never reveal one user's task to another.
     popular_min_users: int = Field(default=3, ge=1)
     popular_cache_ttl_seconds: int = Field(default=60, ge=1)
+    #: How often popular titles are recomputed (by one replica); below the cache TTL, so
+    #: the cached list never runs out while the refresher is alive.
+    popular_refresh_seconds: float = Field(default=20.0, gt=0)
+
+    @model_validator(mode="after")
+    def _refresh_before_expiry(self) -> Self:
+        if self.popular_refresh_seconds >= self.popular_cache_ttl_seconds:
+            raise ValueError("DATA_POPULAR_REFRESH_SECONDS must be below DATA_POPULAR_CACHE_TTL_SECONDS")
+        return self
 
     @property
     def ingest_enabled(self) -> bool:

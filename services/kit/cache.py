@@ -57,6 +57,10 @@ class CacheBackend(Protocol):
         """Bump the version; if it was ``expected``, store ``value`` under the new one. Atomic."""
         ...
 
+    async def claim(self, key: str, ttl: float) -> bool:
+        """True for the first caller per ``ttl`` seconds (SET NX EX): one replica does the work."""
+        ...
+
     async def ping(self) -> None: ...
     async def close(self) -> None: ...
 
@@ -70,6 +74,7 @@ class MemoryBackend:
     def __init__(self, maxsize: int = 50_000, ttl: int = 300) -> None:
         self._values: TTLCache[str, bytes] = TTLCache(maxsize=maxsize, ttl=ttl)
         self._counters: dict[str, int] = {}
+        self._claims: dict[str, float] = {}
 
     async def lookup(self, epoch_key: str, version_key: str, head: str, tail: str) -> tuple[int, int, bytes | None]:
         epoch, version = self._counters.get(epoch_key, 0), self._counters.get(version_key, 0)
@@ -88,6 +93,13 @@ class MemoryBackend:
         if version == expected + 1:
             self._values[f"{head}{version}{tail}"] = value
         return version
+
+    async def claim(self, key: str, ttl: float) -> bool:
+        now = time.monotonic()
+        if self._claims.get(key, 0.0) > now:
+            return False
+        self._claims[key] = now + ttl
+        return True
 
     async def ping(self) -> None:
         return None
@@ -144,6 +156,10 @@ class RedisBackend:
                               value: bytes, ttl: int) -> int:
         async with asyncio.timeout(self.timeout):
             return int(await self._replace(keys=[version_key], args=[expected, head, tail, value, ttl]))
+
+    async def claim(self, key: str, ttl: float) -> bool:
+        async with asyncio.timeout(self.timeout):
+            return bool(await self.client.set(key, b"1", nx=True, px=max(1, int(ttl * 1000))))
 
     async def ping(self) -> None:
         async with asyncio.timeout(self.timeout):
@@ -238,6 +254,18 @@ class Cache:
         except CACHE_ERRORS as exc:
             self._invalidation_lost = True
             self._failed("invalidate", exc)
+
+    async def claim(self, name: str, ttl: float) -> bool:
+        """Whether this caller should do the periodic job ``name`` now (first per ``ttl`` seconds).
+
+        Shared through Redis, so of many replicas one does it; False when Redis is down
+        (whatever the job would store could not be stored either).
+        """
+        try:
+            return await self.backend.claim(f"{self.prefix}claim:{name}", ttl)
+        except CACHE_ERRORS as exc:
+            self._failed("claim", exc)
+            return False
 
     async def check(self) -> None:
         """Health check: raises when the backend is unreachable."""

@@ -14,9 +14,9 @@ outbox and the relay backs off with jitter; delivery resumes on its own.
 from __future__ import annotations
 
 import time
-from datetime import timedelta
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager, suppress
+from datetime import timedelta
 from typing import Any, Protocol
 
 import httpx

@@ -18,6 +18,7 @@ from services.kit.events import DEV_INTERNAL_TOKEN, INGEST_PATH, INTERNAL_TOKEN_
 from tests.services.conftest import running
 from tests.support.error_shape import assert_error_shape
 from tests.support.events import data_app, event
+from tests.support.polling import eventually
 from tests.support.tokens import auth_header
 
 TOKEN = {INTERNAL_TOKEN_HEADER: DEV_INTERNAL_TOKEN}
@@ -150,8 +151,13 @@ async def test_recommendations_personalised_else_popular(client: httpx.AsyncClie
         ("Fix prod", "high"), ("Write tests", "medium"), ("Water plants", "low")]
     assert mine["recommendations"][0]["task_id"] == str(high)
 
-    # No open tasks of their own: titles shared by at least two users, never one user's.
-    popular = await recommendations(client, newcomer)
+    # No open tasks of their own: titles shared by at least two users, never one user's
+    # (as soon as the background refresh has seen the events).
+    async def popular_for_newcomer() -> dict[str, Any] | None:
+        body = await recommendations(client, newcomer)
+        return body if body["source"] == "popular" else None
+
+    popular = await eventually(popular_for_newcomer, message="popular titles refreshed")
     assert (popular["source"], popular["fallback"]) == ("popular", True)
     assert popular["recommendations"] == [{"title": "Write tests", "task_id": None, "priority": None, "users": 2}]
 

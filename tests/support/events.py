@@ -34,7 +34,7 @@ def tasks_app(*, database_url: str, redis_url: str = "", data_dir: Path, **extra
 
 
 def data_app(*, database_url: str, redis_url: str = "", data_dir: Path, **extra: Any) -> FastAPI:
-    values = {"consumer_block_ms": 100, "consumer_backoff_max_seconds": 0.5, **extra}
+    values = {"consumer_block_ms": 100, "consumer_backoff_max_seconds": 0.5, "popular_refresh_seconds": 0.05, **extra}
     return create_data_app(DataSettings(**service_env("DATA_", database_url=database_url, redis_url=redis_url,
                                                       data_dir=data_dir, **values)))
 
