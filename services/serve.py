@@ -8,8 +8,10 @@ then lets uvicorn finish in-flight requests within ``FLOTILLA_GRACEFUL_TIMEOUT``
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import importlib
 import os
+import resource
 import socket
 from types import FrameType
 from typing import Any, cast
@@ -68,9 +70,30 @@ class DrainingServer(uvicorn.Server):
         asyncio.get_running_loop().call_later(self.drain_seconds, super().handle_exit, sig, frame)
 
 
+#: Above the idle timeout of the load balancers in front (AWS ALB 60 s): a server that
+#: closes an idle connection first races the balancer reusing it, and the balancer
+#: answers that request with a 502.
+KEEP_ALIVE_SECONDS = 75
+#: Pending connections the kernel queues before accept (capped by net.core.somaxconn):
+#: a burst of thousands of new clients must queue, not be reset.
+LISTEN_BACKLOG = 4096
+
+
+def raise_open_files_limit() -> int:
+    """Soft RLIMIT_NOFILE up to the hard limit: each client connection is a descriptor,
+    and the common soft default (1024) caps a process at about a thousand clients."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY or hard > soft:
+        target = hard if hard != resource.RLIM_INFINITY else max(soft, 1_048_576)
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+    return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+
+
 def serve(service: ServiceInfo, *, host: str, port: int, settings: ServiceSettings | None = None) -> None:
     settings = settings or load_settings(service)
     ensure_port_free(host, port)
+    raise_open_files_limit()
     app = build_app(service, settings)
     config = uvicorn.Config(
         app,
@@ -83,7 +106,8 @@ def serve(service: ServiceInfo, *, host: str, port: int, settings: ServiceSettin
         log_config=None,  # structlog is configured by the app factory
         proxy_headers=True,
         forwarded_allow_ips=os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1"),
-        timeout_keep_alive=30,
+        timeout_keep_alive=KEEP_ALIVE_SECONDS,
+        backlog=LISTEN_BACKLOG,
         timeout_graceful_shutdown=int(os.environ.get(GRACEFUL_TIMEOUT_ENV, DEFAULT_GRACEFUL_TIMEOUT)),
         server_header=False,
     )
