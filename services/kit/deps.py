@@ -41,8 +41,8 @@ async def get_principal(request: Request) -> Principal:
     return await get_kit(request).verifier.verify(bearer_token(request.headers.get("authorization")))
 
 
-async def get_user_id(principal: Annotated[Principal, Depends(get_principal)]) -> str:
-    return principal.user_id
+async def get_user_id(request: Request) -> str:
+    return (await get_principal(request)).user_id
 
 
 SessionDep = Annotated[AsyncSession, Depends(get_session)]

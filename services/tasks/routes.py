@@ -33,12 +33,12 @@ FIRST_PAGE_KEY = _page_key(None, None, pages.DEFAULT_LIMIT, None)
 async def list_tasks(
     user_id: CurrentUserId,
     kit: KitDep,
-    cache: CacheDep,
     status: Status | None = None,
     priority: Priority | None = None,
     cursor: Annotated[str | None, Query(max_length=256, description="next_cursor of the previous page")] = None,
     limit: Annotated[int, Query(ge=1, le=100)] = pages.DEFAULT_LIMIT,
 ) -> Response:
+    cache = kit.cache
     cached, slot = await cache.lookup(_list_namespace(user_id), _page_key(status, priority, limit, cursor))
     if cached is not None:
         return Response(cached, media_type=JSON, headers={"X-Cache": "hit"})
@@ -53,14 +53,14 @@ async def list_tasks(
 
 
 @router.post("", response_model=TaskPublic, status_code=status.HTTP_201_CREATED, summary="Create a task")
-async def create_task(task_in: TaskCreate, user_id: CurrentUserId, kit: KitDep, cache: CacheDep) -> Response:
+async def create_task(task_in: TaskCreate, user_id: CurrentUserId, kit: KitDep) -> Response:
     task = await crud.create_task(database=kit.database, owner_id=user_id, task_in=task_in)
     # Write-through: the first page (what a client reads next) is rewritten with the new
     # task rather than invalidated, so the read after a write is still a cache hit.
     namespace = _list_namespace(user_id)
-    cached, slot = await cache.lookup(namespace, FIRST_PAGE_KEY)
+    cached, slot = await kit.cache.lookup(namespace, FIRST_PAGE_KEY)
     replaced = pages.with_new_task(cached, task, pages.DEFAULT_LIMIT) if cached is not None else None
-    await cache.invalidate(namespace, replacement=(slot, replaced) if slot is not None and replaced else None)
+    await kit.cache.invalidate(namespace, replacement=(slot, replaced) if slot is not None and replaced else None)
     return Response(pages.dumps(pages.task_json(task)), status_code=status.HTTP_201_CREATED, media_type=JSON)
 
 
