@@ -57,10 +57,10 @@ async def read_body(request: Request, max_bytes: int) -> bytes:
     return b"".join(chunks)
 
 
-def _to_response(reply: UpstreamReply, method: str) -> Response:
+def _to_response(reply: UpstreamReply, method: str, upstream_origin: bytes) -> Response:
     # HEAD: the upstream's Content-Length describes the GET body, so it stays as sent.
     head = method == "HEAD"
-    headers = client_response_headers(reply.headers, keep_content_length=head)
+    headers = client_response_headers(reply.headers, keep_content_length=head, upstream_origin=upstream_origin)
     if not head and reply.status_code >= 200 and reply.status_code not in _NO_BODY_STATUSES:
         headers.append((b"content-length", str(len(reply.body)).encode()))
     response = Response(content=reply.body, status_code=reply.status_code)
@@ -107,7 +107,7 @@ async def proxy(request: Request, upstream_name: str, gateway: Gateway) -> Respo
         body=body or None,
     )
     reply = await gateway.forwarder.forward(upstream, upstream_request)
-    return _to_response(reply, request.method)
+    return _to_response(reply, request.method, upstream.origin)
 
 
 def _proxy_endpoint(upstream_name: str) -> Callable[[Request], Awaitable[Response]]:

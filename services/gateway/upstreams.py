@@ -38,6 +38,11 @@ class Upstream:
     #: a connection slot happens here, where it can be told apart.
     slots: asyncio.Semaphore
     pool_timeout: float
+    #: ``scheme://host:port`` as the upstream writes it in its own Location headers.
+    origin: bytes = b""
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "origin", str(URL(self.base_url).origin()).encode("latin-1"))
 
     def url_for(self, raw_path: bytes, query_string: bytes) -> URL:
         # The raw (still percent-encoded) path, so "%2F" inside a segment stays one segment:
@@ -47,6 +52,7 @@ class Upstream:
 
     def url(self, path: str) -> URL:
         return URL(self.base_url + path, encoded=True)
+
 
     async def acquire_slot(self) -> None:
         try:

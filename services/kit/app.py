@@ -87,8 +87,10 @@ def create_service_app(
             health.draining = True
             log.info("service_stopping")
 
+    # redirect_slashes=False: "/api/v1/tasks/" is a 404, not a 307 whose Location names
+    # this service's own (internal) address.
     app = FastAPI(title=title, description=description, version=VERSION, lifespan=lifespan,
-                  openapi_url=openapi_url)
+                  openapi_url=openapi_url, redirect_slashes=False)
     app.state.metrics = metrics
     app.state.health = health
     app.state.settings = settings

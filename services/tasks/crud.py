@@ -128,8 +128,6 @@ async def list_tasks(
 
 async def update_task(*, session: AsyncSession, task: Task, task_in: TaskUpdate) -> Task:
     changes = task_in.model_dump(exclude_unset=True)
-    if changes.get("title", "") is None:
-        changes.pop("title")  # title is required; an explicit null means "leave it"
     for field, value in changes.items():
         setattr(task, field, value)
     task.updated_at = utcnow()

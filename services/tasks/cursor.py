@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import base64
 import uuid
-from datetime import datetime
+from datetime import UTC, datetime
 
 import orjson
 
@@ -29,12 +29,16 @@ def encode_cursor(created_at: datetime, task_id: uuid.UUID) -> str:
 
 
 def decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
+    """The (created_at, id) a cursor holds; InvalidCursor (422) for anything else, whatever
+    a client put in it (wrong types, offsets that leave the datetime range)."""
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
         created, task_hex = orjson.loads(raw)
+        if not isinstance(created, str) or not isinstance(task_hex, str):
+            raise TypeError("cursor fields must be strings")
         created_at = datetime.fromisoformat(created)
         if created_at.tzinfo is None:
             raise ValueError("naive timestamp")
-        return created_at, uuid.UUID(hex=task_hex)
-    except (ValueError, TypeError, orjson.JSONDecodeError):
+        return created_at.astimezone(UTC), uuid.UUID(hex=task_hex)
+    except (ValueError, TypeError, OverflowError, orjson.JSONDecodeError):
         raise InvalidCursor() from None

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Self
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
 from services.tasks.models import Priority, Status
 
@@ -35,12 +35,23 @@ class TaskCreate(TaskBase):
 
 
 class TaskUpdate(BaseModel):
+    """Only the fields sent change. ``description: null`` clears it; the other fields
+    cannot be empty, so ``null`` for them is a 422 rather than a database error."""
+
     model_config = ConfigDict(extra="forbid")
 
     title: Title | None = None
     description: Description | None = None
     priority: Priority | None = None
     status: Status | None = None
+
+    @model_validator(mode="after")
+    def _required_fields_not_null(self) -> Self:
+        nulled = [name for name in ("title", "priority", "status")
+                  if name in self.model_fields_set and getattr(self, name) is None]
+        if nulled:
+            raise ValueError(f"{', '.join(nulled)} cannot be null; leave the field out to keep its value")
+        return self
 
 
 class TaskPublic(TaskBase):

@@ -16,6 +16,7 @@ from structlog.testing import capture_logs
 
 from services.auth.app import create_app as create_auth_app
 from services.gateway.app import create_app
+from services.gateway.headers import client_response_headers
 from services.gateway.settings import GatewaySettings
 from services.gateway.state import PUBLIC_ROUTES
 from services.kit import catalog
@@ -127,6 +128,26 @@ async def test_bad_tokens_are_refused_at_the_edge(client: httpx.AsyncClient, tas
         assert response.headers["www-authenticate"].startswith("Bearer"), case
         assert body["details"] is None, case
     assert recorder.count() == 0  # none of them reached the service
+
+
+async def test_a_trailing_slash_is_404_and_never_reveals_the_upstream_address(
+    client: httpx.AsyncClient, tasks: tuple[str, Recorder]
+) -> None:
+    url, _ = tasks
+    response = await client.get("/api/v1/tasks/", headers=auth_header("alice"))
+    assert_error_shape(response, 404, "not_found")
+    upstream_host = url.removeprefix("http://")
+    assert all(upstream_host not in value for value in response.headers.values())
+
+
+def test_locations_on_the_upstream_origin_become_paths() -> None:
+    origin = b"http://10.1.2.3:8003"
+    relayed = client_response_headers(
+        [(b"Location", origin + b"/api/v1/tasks?x=1"), (b"Content-Location", origin),
+         (b"Link", origin + b"/x")], keep_content_length=False, upstream_origin=origin)
+    assert relayed == [(b"location", b"/api/v1/tasks?x=1"), (b"content-location", b"/"), (b"link", origin + b"/x")]
+    elsewhere = [(b"location", b"https://example.com/login")]
+    assert client_response_headers(elsewhere, keep_content_length=False, upstream_origin=origin) == elsewhere
 
 
 async def test_unknown_paths_are_404_in_the_error_shape(

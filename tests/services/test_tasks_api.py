@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import base64
 import uuid
 from pathlib import Path
 
 import httpx
+import orjson
 import pytest
 
 from services.kit import metric_names
@@ -137,6 +139,32 @@ async def test_malformed_json_and_bad_ids_and_cursors(client: httpx.AsyncClient,
                        "validation_error")
     assert_error_shape(await client.get("/api/v1/nothing-here", headers=alice), 404, "not_found")
     assert_error_shape(await client.put("/api/v1/tasks", headers=alice), 405, "method_not_allowed")
+
+
+def forged_cursor(*fields: object) -> str:
+    return base64.urlsafe_b64encode(orjson.dumps(list(fields))).decode().rstrip("=")
+
+
+@pytest.mark.parametrize("cursor", [
+    forged_cursor("2030-01-01T00:00:00+00:00", 123),  # id of the wrong type
+    forged_cursor(20300101, "ab" * 16),  # timestamp of the wrong type
+    forged_cursor("0001-01-01T00:00:00+14:00", "ab" * 16),  # leaves the datetime range in UTC
+    forged_cursor("2030-01-01T00:00:00+00:00"),  # a field missing
+])
+async def test_forged_cursors_are_422_not_500(client: httpx.AsyncClient, alice: dict[str, str], cursor: str) -> None:
+    response = await client.get("/api/v1/tasks", params={"cursor": cursor}, headers=alice)
+    body = assert_error_shape(response, 422, "validation_error")
+    assert body["details"]["errors"][0]["loc"] == ["query", "cursor"]
+
+
+async def test_patch_with_null_for_a_required_field_is_422(client: httpx.AsyncClient, alice: dict[str, str]) -> None:
+    task = (await client.post("/api/v1/tasks", json={"title": "keep", "description": "d"}, headers=alice)).json()
+    for field in ("title", "priority", "status"):
+        response = await client.patch(f"/api/v1/tasks/{task['id']}", json={field: None}, headers=alice)
+        assert_error_shape(response, 422, "validation_error")
+    cleared = await client.patch(f"/api/v1/tasks/{task['id']}", json={"description": None}, headers=alice)
+    assert cleared.status_code == 200
+    assert cleared.json() == {**task, "description": None, "updated_at": cleared.json()["updated_at"]}
 
 
 async def test_users_cannot_see_or_touch_each_others_tasks(
