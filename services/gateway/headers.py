@@ -72,8 +72,9 @@ def client_response_headers(headers: Sequence[tuple[bytes, bytes]], *, keep_cont
     """What the client gets; a ``Location`` on the upstream's own origin becomes a path,
     so no internal address ever reaches a client."""
     out = _end_to_end(headers, _DROP_ON_HEAD_RESPONSE if keep_content_length else _DROP_ON_RESPONSE)
-    return [(key, value.removeprefix(upstream_origin) or b"/") if key in _LOCATIONS and value.startswith(upstream_origin)
-            else (key, value) for key, value in out]
+    return [(key, value.removeprefix(upstream_origin) or b"/")
+            if key in _LOCATIONS and value.startswith(upstream_origin) else (key, value)
+            for key, value in out]
 
 
 _LOCATIONS = frozenset({b"location", b"content-location"})

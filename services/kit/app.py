@@ -12,7 +12,7 @@ import structlog
 from fastapi import APIRouter, FastAPI
 
 from services.kit.breaker import Breakers
-from services.kit.cache import Cache, CacheBackend, MemoryBackend, RedisBackend, redis_client
+from services.kit.cache import Cache, CacheBackend, MemoryBackend, NoBackend, RedisBackend, redis_client
 from services.kit.db import Database
 from services.kit.errors import install_error_handlers
 from services.kit.health import Health
@@ -82,7 +82,7 @@ def create_service_app(
             for worker in workers:
                 await stack.enter_async_context(worker(kit))
             log.info("service_started", database=kit.db.engine.dialect.name if kit.db else None,
-                     cache="redis" if isinstance(kit.cache.backend, RedisBackend) else "memory")
+                     cache=type(kit.cache.backend).__name__.removesuffix("Backend").lower())
             yield
             health.draining = True
             log.info("service_stopping")
@@ -118,13 +118,15 @@ async def _open_kit(
     )
     backend: CacheBackend
     redis_url = settings.redis_url.get_secret_value()
-    if redis_url:
+    if not settings.cache_enabled:
+        backend = NoBackend()
+    elif redis_url:
         backend = RedisBackend(redis_client(redis_url, timeout=None), timeout=settings.redis_timeout_seconds)
     else:
         backend = MemoryBackend(ttl=settings.cache_ttl_seconds)
     cache = Cache(backend, prefix=f"{settings.service_name}:", ttl=settings.cache_ttl_seconds, metrics=metrics)
     stack.push_async_callback(cache.close)
-    if redis_url:
+    if redis_url and settings.cache_enabled:
         health.add("redis", cache.check, critical=False)
 
     db: Database | None = None

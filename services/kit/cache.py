@@ -65,6 +65,32 @@ class CacheBackend(Protocol):
     async def close(self) -> None: ...
 
 
+class NoBackend:
+    """The cache turned off (``CACHE_ENABLED=false``): nothing is ever found or kept."""
+
+    async def lookup(self, epoch_key: str, version_key: str, head: str, tail: str) -> tuple[int, int, bytes | None]:
+        return 0, 0, None
+
+    async def set(self, key: str, value: bytes, ttl: int) -> None:
+        return None
+
+    async def incr(self, key: str) -> int:
+        return 0
+
+    async def incr_and_set_if(self, version_key: str, expected: int, head: str, tail: str,
+                              value: bytes, ttl: int) -> int:
+        return 0
+
+    async def claim(self, key: str, ttl: float) -> bool:
+        return True
+
+    async def ping(self) -> None:
+        return None
+
+    async def close(self) -> None:
+        return None
+
+
 class MemoryBackend:
     """In-process backend for the embedded default (one process, no Redis).
 

@@ -51,6 +51,9 @@ class ServiceSettings(BaseSettings):
     #: on PostgreSQL run `flotilla migrate` (a Helm hook / init step) instead.
     migrate_on_start: bool | None = None
 
+    #: Off: every read goes to the database (lookups miss without a round trip, nothing
+    #: is stored). For measuring the uncached path and for debugging suspected staleness.
+    cache_enabled: bool = True
     cache_ttl_seconds: int = Field(default=300, ge=1)
     redis_timeout_seconds: float = Field(default=0.5, gt=0)
     #: Longest wait for the next chunk of a request body before 408 (slow clients).

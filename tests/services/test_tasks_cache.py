@@ -86,3 +86,18 @@ async def test_fast_json_is_the_documented_shape(app_and_client: tuple[FastAPI, 
     page = (await client.get("/api/v1/tasks", headers=headers)).json()
     assert page == TasksPublic.model_validate(page).model_dump(mode="json")
     assert page["next_cursor"]
+
+
+async def test_cache_turned_off_reads_the_database_every_time(database_url: str, redis_url: str,
+                                                             tmp_path: Path) -> None:
+    app = create_app(TasksSettings(**service_env("TASKS_", database_url=database_url, redis_url=redis_url,
+                                                 data_dir=tmp_path, cache_enabled=False)))
+    headers = auth_header(f"nocache-{uuid.uuid4().hex[:8]}")
+    async with running(app) as client:
+        for title in ("one", "two"):
+            await client.post("/api/v1/tasks", json={"title": title}, headers=headers)
+            listed = await client.get("/api/v1/tasks", headers=headers)
+            assert listed.headers["x-cache"] == "miss"
+            assert listed.json()["data"][0]["title"] == title
+        assert (await client.get("/api/v1/tasks", headers=headers)).headers["x-cache"] == "miss"
+        assert 'flotilla_cache_requests_total{cache="default",result="hit"} 0.0' in (await client.get("/metrics")).text
