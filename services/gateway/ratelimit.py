@@ -42,6 +42,7 @@ from limits.errors import StorageError
 from redis.exceptions import RedisError
 
 from services.kit.errors import TooManyRequests
+from services.kit.lua import LuaScript
 
 log = structlog.get_logger("flotilla.gateway.ratelimit")
 
@@ -106,19 +107,19 @@ class EdgeRateLimiter:
         self._memory = SlidingWindowCounterRateLimiter(MemoryStorage())
         self._pool: redis.asyncio.ConnectionPool | None = None
         self._redis: SlidingWindowCounterRateLimiter | None = None
-        self._acquire_all: Any = None
+        self._acquire_all: LuaScript | None = None
         if redis_url:
             # No socket_timeout: redis-py would wrap every write in a task (asyncio.wait_for);
             # _hit puts one asyncio.timeout around the whole Redis exchange instead.
             self._pool = redis.asyncio.ConnectionPool.from_url(
-                redis_url, socket_connect_timeout=redis_timeout, max_connections=64,
+                redis_url, socket_timeout=None, socket_connect_timeout=redis_timeout, max_connections=64,
             )
             # Our own pool, handed to `limits`, so that shutdown can close it.
             options: dict[str, Any] = {"connection_pool": self._pool}
             storage = RedisStorage(f"async+{redis_url}", implementation="redispy", key_prefix=KEY_PREFIX,
                                    wrap_exceptions=True, **options)
             self._redis = SlidingWindowCounterRateLimiter(storage)
-            self._acquire_all = redis.asyncio.Redis(connection_pool=self._pool).register_script(_ACQUIRE_ALL)
+            self._acquire_all = LuaScript(redis.asyncio.Redis(connection_pool=self._pool), _ACQUIRE_ALL)
         self.redis_retry_seconds = redis_retry_seconds
         self.redis_timeout = redis_timeout
         self._redis_down_until = 0.0
@@ -140,10 +141,10 @@ class EdgeRateLimiter:
             raise exceeded.error(scope)
 
     async def _hit(self, checks: Sequence[Check]) -> tuple[str, Exceeded] | None:
-        if self._redis is not None and time.monotonic() >= self._redis_down_until:
+        if self._redis is not None and self._acquire_all is not None and time.monotonic() >= self._redis_down_until:
             try:
                 async with asyncio.timeout(self.redis_timeout):
-                    found = await self._hit_redis(self._redis, checks)
+                    found = await self._hit_redis(self._redis, self._acquire_all, checks)
             except STORAGE_ERRORS as exc:
                 if self._redis_down_until == 0.0:
                     log.warning("ratelimit_redis_unavailable", error_type=type(exc).__name__,
@@ -156,7 +157,8 @@ class EdgeRateLimiter:
                 return found
         return await self._hit_memory(self._memory, checks)
 
-    async def _hit_redis(self, limiter: SlidingWindowCounterRateLimiter,
+    @staticmethod
+    async def _hit_redis(limiter: SlidingWindowCounterRateLimiter, acquire_all: LuaScript,
                          checks: Sequence[Check]) -> tuple[str, Exceeded] | None:
         pairs = [(check, item) for check in checks for item in check.items]
         keys: list[str] = []
@@ -167,7 +169,7 @@ class EdgeRateLimiter:
             keys += [f"{current}/-1", current]
             args += [item.amount, item.get_expiry(), 1]
         try:
-            exceeded_at = int(await self._acquire_all(keys=keys, args=args))
+            exceeded_at = int(await acquire_all(keys=keys, args=args))
         except RedisError as exc:
             raise StorageError(exc) from exc
         if not exceeded_at:

@@ -89,8 +89,10 @@ def create_service_app(
 
     # redirect_slashes=False: "/api/v1/tasks/" is a 404, not a 307 whose Location names
     # this service's own (internal) address.
+    otel = settings.otel_enabled
     app = FastAPI(title=title, description=description, version=VERSION, lifespan=lifespan,
-                  openapi_url=openapi_url, redirect_slashes=False)
+                  openapi_url=openapi_url, redirect_slashes=False,
+                  telemetry={"tracing": otel, "metrics": otel, "logs": otel})
     app.state.metrics = metrics
     app.state.health = health
     app.state.settings = settings

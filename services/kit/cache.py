@@ -26,6 +26,7 @@ from cachetools import TTLCache
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
+from services.kit.lua import LuaScript
 from services.kit.metrics import ServiceMetrics
 
 log = structlog.get_logger("flotilla.cache")
@@ -162,8 +163,8 @@ class RedisBackend:
     def __init__(self, client: Redis, *, timeout: float) -> None:
         self.client = client
         self.timeout = timeout
-        self._lookup = client.register_script(_LOOKUP_SCRIPT)
-        self._replace = client.register_script(_REPLACE_SCRIPT)
+        self._lookup = LuaScript(client, _LOOKUP_SCRIPT)
+        self._replace = LuaScript(client, _REPLACE_SCRIPT)
 
     async def lookup(self, epoch_key: str, version_key: str, head: str, tail: str) -> tuple[int, int, bytes | None]:
         async with asyncio.timeout(self.timeout):
