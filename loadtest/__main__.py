@@ -1,4 +1,6 @@
-"""`python -m loadtest run|bench`: the reference load test and the side-by-side benchmark."""
+"""`python -m loadtest run|bench|connections|burst|scale`: the reference load test, the
+side-by-side benchmark, and the bounded stress modes (many connections, login burst,
+cost as the data grows)."""
 
 from __future__ import annotations
 
@@ -73,6 +75,38 @@ def bench_command(
               uncached=uncached, database_url=database_url, redis_url=redis_url,
               out_dir=out or results_dir(label="bench"), max_load=max_load, wait_seconds=wait_for_quiet,
               measure_up=up, profile_dir=profile)
+    except RuntimeError as exc:
+        typer.secho(f"error: {exc}", fg=typer.colors.RED, err=True)
+        raise typer.Exit(1) from None
+
+
+@app.command("connections")
+def connections_command(
+    connections: Annotated[int, typer.Option(min=1, max=60_000, help="concurrent keep-alive connections")] = 10_000,
+    rate_fraction: Annotated[float, typer.Option(min=0.01, max=2.0, help="open-loop rate as a fraction of the "
+                                                                         "measured capacity")] = 0.7,
+    seconds: Annotated[float, typer.Option(min=1, max=300, help="seconds of open-loop load")] = 30,
+    users: Annotated[int, typer.Option(min=1, max=1000, help="users whose tokens the connections use")] = 20,
+    capacity: Annotated[float, typer.Option(min=0, help="capacity in req/s; 0: measure it with wrk")] = 0,
+    capacity_connections: Annotated[int, typer.Option(min=1, max=1024, help="wrk connections for capacity")] = 64,
+    capacity_seconds: Annotated[int, typer.Option(min=1, max=60, help="seconds of the capacity run")] = 5,
+    open_rate: Annotated[float, typer.Option(min=1, help="new connections per second at most")] = 1000,
+    timeout: Annotated[float, typer.Option(min=0.1, max=60, help="per-request timeout, seconds")] = 10,
+    database_url: DatabaseUrl = "",
+    redis_url: RedisUrl = "",
+    out: Annotated[Path | None, typer.Option(help="results directory; default "
+                                                  "loadtest/results/<time>-connections")] = None,
+) -> None:
+    """N concurrent keep-alive connections through the gateway at an open-loop rate: errors by kind,
+    latency from the scheduled send time, CPU ms per request per process."""
+    from loadtest.connections import connections_mode
+
+    try:
+        connections_mode(connections=connections, rate_fraction=rate_fraction, seconds=seconds, users=users,
+                         capacity=capacity, capacity_connections=capacity_connections,
+                         capacity_seconds=capacity_seconds, open_rate=open_rate, timeout=timeout,
+                         database_url=database_url, redis_url=redis_url,
+                         out_dir=out or results_dir(label="connections"))
     except RuntimeError as exc:
         typer.secho(f"error: {exc}", fg=typer.colors.RED, err=True)
         raise typer.Exit(1) from None

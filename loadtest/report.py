@@ -119,8 +119,18 @@ def bench_table(results: list[Result]) -> str:
 
 
 def _processes(results: list[Result]) -> list[str]:
-    seen = {name for r in results for name in r.cpu_ms}
+    return ordered_processes({name for r in results for name in r.cpu_ms})
+
+
+def ordered_processes(names: Iterable[str]) -> list[str]:
+    """Process names in the CPU tables' column order (known ones first, the rest sorted)."""
+    seen = set(names)
     return [p for p in PROCESS_ORDER if p in seen] + sorted(seen - set(PROCESS_ORDER))
+
+
+def fmt_ms(value: float | None) -> str:
+    """A CPU time in milliseconds, with the precision its size deserves."""
+    return _ms(value)
 
 
 def cpu_table(results: list[Result], *, relative: bool = False) -> str:
