@@ -112,6 +112,28 @@ def connections_command(
         raise typer.Exit(1) from None
 
 
+@app.command("burst")
+def burst_command(
+    users: Annotated[int, typer.Option(min=1, max=5000, help="users registering and then logging in")] = 200,
+    rate: Annotated[float, typer.Option(min=0.1, max=1000, help="new users per second (open loop)")] = 50,
+    retry: Annotated[bool, typer.Option(help="clients honour Retry-After on 503 and try again")] = False,
+    max_retries: Annotated[int, typer.Option(min=0, max=20, help="retries per request with --retry")] = 5,
+    database_url: DatabaseUrl = "",
+    redis_url: RedisUrl = "",
+    out: Annotated[Path | None, typer.Option(help="results directory; default loadtest/results/<time>-burst")] = None,
+) -> None:
+    """A login burst through the gateway on auth's real argon2 defaults: per endpoint 2xx, 503 +
+    Retry-After, 504, other errors, latency; the breaker and a normal login afterwards."""
+    from loadtest.burst import burst_mode
+
+    try:
+        burst_mode(users=users, rate=rate, retry=retry, max_retries=max_retries, database_url=database_url,
+                   redis_url=redis_url, out_dir=out or results_dir(label="burst"))
+    except RuntimeError as exc:
+        typer.secho(f"error: {exc}", fg=typer.colors.RED, err=True)
+        raise typer.Exit(1) from None
+
+
 def main() -> None:
     app()
 
