@@ -79,8 +79,8 @@ class GatewayOverloaded(Exception):
 
 
 def _shed(reply: UpstreamReply) -> bool:
-    """A 503 the service sent because it is at capacity: alive, so no breaker failure
-    (and no retry, which would only add to its load)."""
+    """A 503 a live service chose to send (at capacity, or a dependency of its own down):
+    no breaker failure, and no retry (it would only add to the load, or fail the same)."""
     return any(name.lower() == _SHED_HEADER for name, _ in reply.headers)
 
 

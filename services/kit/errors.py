@@ -90,13 +90,17 @@ class DependencyUnavailable(FlotillaError):
         super().__init__(
             message or f"{dependency} is temporarily unavailable; retry later",
             details={"dependency": dependency},
-            headers={"Retry-After": str(max(1, retry_after))},
+            headers={"Retry-After": str(max(1, retry_after)), SHED_HEADER: "dependency"},
         )
         self.dependency = dependency
 
 
-#: Marks a 503 that a live service chose to send because it is at capacity, so that
-#: the gateway passes it on without counting it against the service's breaker.
+#: Marks a 503 that a live service chose to send: it is at capacity ("overloaded") or
+#: one of its own dependencies is down ("dependency"). The gateway passes it on without
+#: counting it against the service's breaker: the service is up, answers fast, and may
+#: still serve other requests (cached reads while its database is down), and a breaker
+#: opened on these would keep refusing for its whole recovery window after the cause
+#: is gone.
 SHED_HEADER = "X-Flotilla-Shed"
 
 
@@ -114,7 +118,7 @@ class Overloaded(FlotillaError):
         super().__init__(
             f"{resource} is at capacity; retry later",
             details={"resource": resource},
-            headers={"Retry-After": str(max(1, retry_after)), SHED_HEADER: "1"},
+            headers={"Retry-After": str(max(1, retry_after)), SHED_HEADER: "overloaded"},
         )
 
 
@@ -242,7 +246,7 @@ def classify_unexpected(
         log.warning("dependency_unavailable", dependency="database", error_type=type(exc).__name__)
         status, code, message = 503, "dependency_unavailable", "database is temporarily unavailable; retry later"
         details = {"dependency": "database"}
-        headers = {"Retry-After": str(retry_after_seconds)}
+        headers = {"Retry-After": str(retry_after_seconds), SHED_HEADER: "dependency"}
     else:
         log.error("unhandled_exception", error_type=type(exc).__name__, exc_info=exc)
         status, code, message = 500, "internal_error", "an unexpected error occurred"

@@ -15,6 +15,7 @@ from tests.services.gateway_support import dead_url, gateway, live_tasks
 from tests.support.error_shape import assert_error_shape
 from tests.support.live import port_of
 from tests.support.polling import eventually
+from tests.support.servers import PostgresServer, RedisServer
 from tests.support.tokens import auth_header
 
 
@@ -117,7 +118,7 @@ async def test_load_shed_answers_pass_through_without_opening_the_breaker(
     """A service at capacity says so (503 + the shed marker); it is alive, so the breaker
     stays closed and the requests it can serve keep reaching it. Nor is a shed read retried."""
     async with live_tasks(tmp_path) as (url, tasks), gateway(tasks_url=url, breaker_threshold=2) as client:
-        tasks.fail_next(4, status=503, headers={SHED_HEADER: "1"})
+        tasks.fail_next(4, status=503, headers={SHED_HEADER: "overloaded"})
         for _ in range(3):
             shed = await client.post("/api/v1/tasks", json={"title": "x"}, headers=alice)
             assert_error_shape(shed, 503, "injected_failure")
@@ -178,3 +179,30 @@ async def test_gateway_answers_other_services_while_one_is_down(tmp_path: Path, 
                                              "breaker": "opened"}
         assert report["checks"]["tasks"]["status"] == "up"
 
+
+
+async def test_a_service_whose_database_is_down_keeps_its_breaker_closed_and_recovers_at_once(
+    tmp_path: Path, alice: dict[str, str], own_postgres: PostgresServer, redis_server: RedisServer
+) -> None:
+    """tasks answers 503 for writes while PostgreSQL is down (it is alive and says so), serves
+    cached reads meanwhile, and takes writes again as soon as PostgreSQL is back: no breaker
+    recovery window in the gateway outlasting the outage."""
+    database_url = own_postgres.create_database("tasks")
+    async with live_tasks(tmp_path, database_url=database_url, redis_url=redis_server.url,
+                          db_pool_timeout_seconds=1.0) as (url, _), \
+            gateway(tasks_url=url, breaker_threshold=2, breaker_recovery_seconds=60.0) as client:
+        assert (await client.post("/api/v1/tasks", json={"title": "kept"}, headers=alice)).status_code == 201
+        assert (await client.get("/api/v1/tasks", headers=alice)).status_code == 200  # now cached
+
+        own_postgres.stop()
+        for _ in range(4):
+            refused = await client.post("/api/v1/tasks", json={"title": "x"}, headers=alice)
+            assert assert_error_shape(refused, 503, "dependency_unavailable")["details"] == {"dependency": "database"}
+        cached = await client.get("/api/v1/tasks", headers=alice)
+        assert cached.status_code == 200
+        assert [t["title"] for t in cached.json()["data"]] == ["kept"]
+        assert (await client.get("/health")).json()["checks"]["tasks"]["breaker"] == "closed"
+
+        own_postgres.start()
+        after = await client.post("/api/v1/tasks", json={"title": "after"}, headers=alice)
+        assert after.status_code == 201, after.text
