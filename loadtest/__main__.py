@@ -134,6 +134,38 @@ def burst_command(
         raise typer.Exit(1) from None
 
 
+@app.command("scale")
+def scale_command(
+    sizes: Annotated[str, typer.Option(help="comma-separated row counts, smallest first")] = "10000,1000000",
+    users: Annotated[int, typer.Option(min=1, max=10_000_000, help="owners the seeded rows spread over")] = 100_000,
+    measured_users: Annotated[int, typer.Option(min=1, max=200, help="registered users whose tokens the "
+                                                                      "measurements use")] = 10,
+    connections: Annotated[int, typer.Option(min=1, max=1024, help="wrk connections per run")] = 16,
+    seconds: Annotated[int, typer.Option(min=1, max=60, help="measured seconds per target and size")] = 5,
+    warmup: Annotated[int, typer.Option(min=0, max=30, help="warm-up seconds per target and size")] = 2,
+    database_url: DatabaseUrl = "",
+    redis_url: RedisUrl = "",
+    out: Annotated[Path | None, typer.Option(help="results directory; default loadtest/results/<time>-scale")] = None,
+) -> None:
+    """List (cache hit/miss), create and recommendations at growing data sizes: P50/P99 and CPU ms per
+    request per process, side by side."""
+    from loadtest.scale import scale_mode
+
+    try:
+        parsed = [int(s.replace("_", "")) for s in sizes.split(",") if s.strip()]
+    except ValueError:
+        raise typer.BadParameter("--sizes must be comma-separated integers") from None
+    if not parsed or min(parsed) < 0 or max(parsed) > 20_000_000:
+        raise typer.BadParameter("--sizes must be between 0 and 20,000,000")
+    try:
+        scale_mode(sizes=parsed, owners=users, users=measured_users, connections=connections, seconds=seconds,
+                   warmup_seconds=warmup, database_url=database_url, redis_url=redis_url,
+                   out_dir=out or results_dir(label="scale"))
+    except RuntimeError as exc:
+        typer.secho(f"error: {exc}", fg=typer.colors.RED, err=True)
+        raise typer.Exit(1) from None
+
+
 def main() -> None:
     app()
 

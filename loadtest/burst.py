@@ -6,12 +6,14 @@
 On a private stack (real PostgreSQL/Redis) with auth's **default** password-hashing
 parameters forced (whatever the environment exports) and the per-address limits out of
 reach (every client is 127.0.0.1): user ``i`` starts at ``i / rate`` seconds, registers
-and then logs in. Each answer is classified per endpoint: 2xx, 503 with Retry-After (auth
-shedding excess hashing work; ``X-Flotilla-Shed: 1`` counted too), other 503, 504, other
-statuses, transport errors; latencies P50/P95/P99/max. The gateway's breaker for auth is
-polled during the burst and read after it, and one normal login right after the burst
-is timed. ``--retry``: clients honour Retry-After (capped) and try again, and the report
-says how many users eventually got through.
+and then logs in. Each answer is classified per endpoint: 2xx, 503 shed (auth refusing
+excess hashing work at once: Retry-After and ``X-Flotilla-Shed: 1``), other 503s (with
+or without Retry-After: a pool time-out, an open breaker), 504, other statuses,
+transport errors, with the error bodies' ``error_code`` counted; latencies
+P50/P95/P99/max. The gateway's breaker for auth is polled during the burst and read
+after it, and one normal login right after the burst is timed. ``--retry``: clients
+honour Retry-After (capped) and try again, and the report says how many users
+eventually got through.
 
 The issue's target: no errors; work beyond capacity queues within a bound and is then
 refused fast with 503 + Retry-After; never a 504; no breaker opening.
@@ -44,9 +46,11 @@ SHED_HEADER = "x-flotilla-shed"
 #: auth's hashing settings whose defaults the burst runs with.
 HASH_FIELDS = ("password_hash_time_cost", "password_hash_memory_kib", "password_hash_parallelism",
                "password_hash_concurrency", "password_hash_queue")
-#: Classes of answers, in table order; everything but the first two is an error.
-OK, SHED = "2xx", "503 + Retry-After"
-ERROR_CLASSES = ("503 other", "504", "other status", "transport error")
+#: Classes of answers, in table order; everything but the first two is an error. A shed
+#: is auth refusing excess hashing work at once (503 + Retry-After + X-Flotilla-Shed);
+#: any other 503 (a pool time-out, an open breaker) is an error even with Retry-After.
+OK, SHED, OTHER_503 = "2xx", "503 shed", "503 other + Retry-After"
+ERROR_CLASSES = (OTHER_503, "503 no Retry-After", "504", "other status", "transport error")
 BREAKER_POLL_SECONDS = 0.5
 
 
@@ -58,41 +62,53 @@ def auth_default_env() -> dict[str, str]:
     return {f"{prefix}{name.upper()}": str(AuthSettings.model_fields[name].default) for name in HASH_FIELDS}
 
 
+def _error_code(response: httpx.Response) -> str:
+    try:
+        return str(response.json().get("error_code", "?"))
+    except (ValueError, AttributeError):
+        return "?"
+
+
 @dataclass
 class EndpointStats:
     classes: Counter[str] = field(default_factory=Counter)
-    shed_header: int = 0
     statuses: Counter[int] = field(default_factory=Counter)
+    #: Non-2xx answers by "<status> <error_code>" (the error body says who refused and why).
+    error_codes: Counter[str] = field(default_factory=Counter)
     latencies_ms: list[float] = field(default_factory=list)
     #: Latencies of the 503 + Retry-After answers alone: how fast excess work is refused.
     shed_latencies_ms: list[float] = field(default_factory=list)
 
     def add(self, response: httpx.Response | None, elapsed: float) -> str:
         self.latencies_ms.append(1000 * elapsed)
-        if response is None:
-            kind = "transport error"
-        else:
+        kind = self.classify(response)
+        if response is not None:
             self.statuses[response.status_code] += 1
-            if response.headers.get(SHED_HEADER):
-                self.shed_header += 1
-            if 200 <= response.status_code < 300:
-                kind = OK
-            elif response.status_code == 503:
-                kind = SHED if "retry-after" in response.headers else "503 other"
-            elif response.status_code == 504:
-                kind = "504"
-            else:
-                kind = "other status"
+            if kind != OK:
+                self.error_codes[f"{response.status_code} {_error_code(response)}"] += 1
         if kind == SHED:
             self.shed_latencies_ms.append(1000 * elapsed)
         self.classes[kind] += 1
         return kind
 
+    @staticmethod
+    def classify(response: httpx.Response | None) -> str:
+        if response is None:
+            return "transport error"
+        if 200 <= response.status_code < 300:
+            return OK
+        if response.status_code == 503:
+            if "retry-after" not in response.headers:
+                return "503 no Retry-After"
+            return SHED if response.headers.get(SHED_HEADER) else OTHER_503
+        return "504" if response.status_code == 504 else "other status"
+
     def row(self) -> dict[str, Any]:
         values, shed = sorted(self.latencies_ms), sorted(self.shed_latencies_ms)
         return {"requests": sum(self.classes.values()), **{k: self.classes.get(k, 0) for k in (OK, SHED)},
-                "x_flotilla_shed": self.shed_header, **{k: self.classes.get(k, 0) for k in ERROR_CLASSES},
+**{k: self.classes.get(k, 0) for k in ERROR_CLASSES},
                 "statuses": {str(k): v for k, v in sorted(self.statuses.items())},
+                "error_codes": dict(self.error_codes),
                 "p50_ms": percentile(values, 50), "p95_ms": percentile(values, 95),
                 "p99_ms": percentile(values, 99), "max_ms": values[-1] if values else None,
                 "shed_p99_ms": percentile(shed, 99)}
@@ -123,7 +139,7 @@ class Burst:
             except httpx.HTTPError:
                 response = None
             kind = self.stats[endpoint].add(response, time.monotonic() - begun)
-            if not (self.retry and kind == SHED and attempt < self.max_retries and response is not None):
+            if not (self.retry and kind in (SHED, OTHER_503) and attempt < self.max_retries and response is not None):
                 return response
             self.retries += 1
             wait = min(self.max_retry_after, float(response.headers.get("retry-after", "1") or 1))
@@ -245,13 +261,14 @@ def _ms(value: float | None) -> str:
 
 def print_summary(summary: dict[str, Any]) -> None:
     print()
-    headers = ("endpoint", "requests", OK, SHED, "X-Flotilla-Shed", *ERROR_CLASSES, "P50 ms", "P95 ms", "P99 ms",
+    headers = ("endpoint", "requests", OK, SHED, *ERROR_CLASSES, "P50 ms", "P95 ms", "P99 ms",
                "max ms", "shed P99 ms")
     print(report.table(headers, [
-        (name, r["requests"], r[OK], r[SHED], r["x_flotilla_shed"], *(r[k] for k in ERROR_CLASSES),
+        (name, r["requests"], r[OK], r[SHED], *(r[k] for k in ERROR_CLASSES),
          _ms(r["p50_ms"]), _ms(r["p95_ms"]), _ms(r["p99_ms"]), _ms(r["max_ms"]), _ms(r["shed_p99_ms"]))
         for name, r in summary["endpoints"].items()]))
-    print("statuses: " + "; ".join(f"{name.split()[-1]} {r['statuses']}" for name, r in summary["endpoints"].items()))
+    for name, r in summary["endpoints"].items():
+        print(f"{name}: statuses {r['statuses']}; refusals {r['error_codes'] or '-'}")
     print()
     retry = f" after {summary['retries']} retries (Retry-After honoured)" if summary["retry"] else ""
     print(f"users registered and logged in: {summary['users_completed']} of {summary['users']}{retry}; "
