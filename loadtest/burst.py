@@ -7,8 +7,8 @@ On a private stack (real PostgreSQL/Redis) with auth's **default** password-hash
 parameters forced (whatever the environment exports) and the per-address limits out of
 reach (every client is 127.0.0.1): user ``i`` starts at ``i / rate`` seconds, registers
 and then logs in. Each answer is classified per endpoint: 2xx, 503 shed (auth refusing
-excess hashing work at once: Retry-After and ``X-Flotilla-Shed: 1``), other 503s (with
-or without Retry-After: a pool time-out, an open breaker), 504, other statuses,
+excess hashing work at once: Retry-After and ``X-Flotilla-Shed: overloaded``), other
+503s (with or without Retry-After: a pool time-out, an open breaker), 504, other statuses,
 transport errors, with the error bodies' ``error_code`` counted; latencies
 P50/P95/P99/max. The gateway's breaker for auth is polled during the burst and read
 after it, and one normal login right after the burst is timed. ``--retry``: clients
@@ -43,12 +43,14 @@ from services.kit import catalog
 REGISTER, LOGIN = "POST /api/v1/auth/register", "POST /api/v1/auth/login"
 ENDPOINTS = {REGISTER: "/api/v1/auth/register", LOGIN: "/api/v1/auth/login"}
 SHED_HEADER = "x-flotilla-shed"
+SHED_OVERLOADED = "overloaded"
 #: auth's hashing settings whose defaults the burst runs with.
 HASH_FIELDS = ("password_hash_time_cost", "password_hash_memory_kib", "password_hash_parallelism",
                "password_hash_concurrency", "password_hash_queue")
 #: Classes of answers, in table order; everything but the first two is an error. A shed
-#: is auth refusing excess hashing work at once (503 + Retry-After + X-Flotilla-Shed);
-#: any other 503 (a pool time-out, an open breaker) is an error even with Retry-After.
+#: is auth refusing excess hashing work at once (503 + Retry-After + ``X-Flotilla-Shed:
+#: overloaded``); any other 503 (a database pool time-out, the gateway's open breaker) is
+#: an error even with Retry-After.
 OK, SHED, OTHER_503 = "2xx", "503 shed", "503 other + Retry-After"
 ERROR_CLASSES = (OTHER_503, "503 no Retry-After", "504", "other status", "transport error")
 BREAKER_POLL_SECONDS = 0.5
@@ -63,10 +65,17 @@ def auth_default_env() -> dict[str, str]:
 
 
 def _error_code(response: httpx.Response) -> str:
+    """``error_code`` of an error body, with the dependency it names (auth's database, the
+    gateway's breaker for auth) and the shed mark, e.g. ``dependency_unavailable (database; shed)``."""
     try:
-        return str(response.json().get("error_code", "?"))
+        body = response.json()
+        code, details = str(body.get("error_code", "?")), body.get("details") or {}
     except (ValueError, AttributeError):
         return "?"
+    notes = [str(details["dependency"])] if isinstance(details, dict) and "dependency" in details else []
+    if shed := response.headers.get(SHED_HEADER):
+        notes.append(f"shed: {shed}")
+    return f"{code} ({'; '.join(notes)})" if notes else code
 
 
 @dataclass
@@ -100,7 +109,7 @@ class EndpointStats:
         if response.status_code == 503:
             if "retry-after" not in response.headers:
                 return "503 no Retry-After"
-            return SHED if response.headers.get(SHED_HEADER) else OTHER_503
+            return SHED if response.headers.get(SHED_HEADER) == SHED_OVERLOADED else OTHER_503
         return "504" if response.status_code == 504 else "other status"
 
     def row(self) -> dict[str, Any]:
