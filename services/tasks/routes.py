@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import uuid
-from typing import Annotated
+from collections.abc import Mapping
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Response, status
 
+from services.kit.app import Kit
 from services.kit.deps import CacheDep, CurrentUserId, KitDep, SessionDep
 from services.tasks import crud, pages
 from services.tasks.models import Priority, Status
@@ -55,13 +57,31 @@ async def list_tasks(
 @router.post("", response_model=TaskPublic, status_code=status.HTTP_201_CREATED, summary="Create a task")
 async def create_task(task_in: TaskCreate, user_id: CurrentUserId, kit: KitDep) -> Response:
     task = await crud.create_task(database=kit.database, owner_id=user_id, task_in=task_in)
-    # Write-through: the first page (what a client reads next) is rewritten with the new
-    # task rather than invalidated, so the read after a write is still a cache hit.
+    await _write_through_first_page(kit, user_id, task)
+    return Response(pages.dumps(pages.task_json(task)), status_code=status.HTTP_201_CREATED, media_type=JSON)
+
+
+async def _write_through_first_page(kit: Kit, user_id: str, task: Mapping[str, Any]) -> None:
+    """After a create, store the new first page (what the client reads next) instead of
+    only invalidating: derived from the cached page when there is one, else read once.
+
+    Reading it here even when nothing was cached matters under concurrency: a client's
+    reads in flight beside its write would otherwise miss, store pages the next write
+    invalidates, and keep missing. ``Cache.invalidate`` stores the page only if no other
+    write came in between, so it never lacks a write.
+    """
     namespace = _list_namespace(user_id)
     cached, slot = await kit.cache.lookup(namespace, FIRST_PAGE_KEY)
-    replaced = pages.with_new_task(cached, task, pages.DEFAULT_LIMIT) if cached is not None else None
-    await kit.cache.invalidate(namespace, replacement=(slot, replaced) if slot is not None and replaced else None)
-    return Response(pages.dumps(pages.task_json(task)), status_code=status.HTTP_201_CREATED, media_type=JSON)
+    if slot is None:  # the cache is unreachable
+        await kit.cache.invalidate(namespace)
+        return
+    page = pages.with_new_task(cached, task, pages.DEFAULT_LIMIT) if cached is not None else None
+    if page is None:
+        async with kit.database.autocommit() as conn:
+            rows = await crud.list_tasks(conn=conn, owner_id=user_id, status=None, priority=None, cursor=None,
+                                         limit=pages.DEFAULT_LIMIT)
+        page = pages.page_json(rows, pages.DEFAULT_LIMIT)
+    await kit.cache.invalidate(namespace, replacement=(slot, page))
 
 
 @router.get("/{task_id}", response_model=TaskPublic, summary="Get one of the caller's tasks")

@@ -59,6 +59,20 @@ async def test_written_through_first_page_equals_the_database_page(
     assert TasksPublic.model_validate(cached.json()).count == min(tasks_before + 1, DEFAULT_LIMIT)
 
 
+async def test_a_create_with_nothing_cached_stores_the_first_page(
+    app_and_client: tuple[FastAPI, httpx.AsyncClient],
+) -> None:
+    """Reads in flight beside a write must not keep missing: the write stores the page."""
+    app, client = app_and_client
+    user = f"fresh-{uuid.uuid4().hex[:8]}"
+    headers = auth_header(user)
+    for i in range(3):
+        await client.post("/api/v1/tasks", json={"title": f"t{i}"}, headers=headers)
+    first = await client.get("/api/v1/tasks", headers=headers)
+    assert first.headers["x-cache"] == "hit"
+    assert first.json() == (await first_page_from_database(app, client, user)).json()
+
+
 async def test_concurrent_creates_never_leave_a_page_without_one_of_them(
     app_and_client: tuple[FastAPI, httpx.AsyncClient],
 ) -> None:
