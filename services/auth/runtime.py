@@ -1,7 +1,7 @@
 """What the auth routes share beyond the kit: keys, hasher, login limits.
 
 Built by a worker once the database is migrated (the key ring may need to create its
-first key), kept on ``kit.extras``, and reached by routes through ``deps``.
+first key), kept on ``kit.runtime``, and reached by routes through ``deps``.
 """
 
 from __future__ import annotations
@@ -25,7 +25,6 @@ from services.kit.loops import ServiceLoop
 
 log = structlog.get_logger("flotilla.auth")
 
-EXTRAS_KEY = "auth"
 #: How often expired refresh tokens are purged, and how long past expiry rows are kept
 #: (a day of slack so clock skew between replicas never matters).
 PURGE_INTERVAL_SECONDS = 3600.0
@@ -42,7 +41,7 @@ class AuthRuntime:
 
 
 def auth_runtime(kit: Kit) -> AuthRuntime:
-    return cast(AuthRuntime, kit.extras[EXTRAS_KEY])
+    return kit.runtime_as(AuthRuntime)
 
 
 def refresh_token_purger(kit: Kit) -> Callable[[], Awaitable[bool]]:
@@ -64,7 +63,7 @@ async def start_auth_runtime(kit: Kit) -> AsyncIterator[None]:
     passwords = Passwords(settings)
     await passwords.start()
     throttle = LoginThrottle(settings)
-    kit.extras[EXTRAS_KEY] = AuthRuntime(settings=settings, keys=keys, passwords=passwords, throttle=throttle)
+    kit.runtime = AuthRuntime(settings=settings, keys=keys, passwords=passwords, throttle=throttle)
     purger = ServiceLoop("refresh-token-purge", refresh_token_purger(kit),
                          idle_seconds=PURGE_INTERVAL_SECONDS, backoff_max_seconds=PURGE_INTERVAL_SECONDS)
     try:

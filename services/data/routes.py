@@ -5,13 +5,13 @@ the gateway)."""
 from __future__ import annotations
 
 import hmac
-from typing import Annotated, cast
+from typing import Annotated
 
 from fastapi import APIRouter, Depends, Header, Path
 
 from services.data import queries
 from services.data.projection import apply_events, parse_events
-from services.data.runtime import EXTRAS_KEY, DataRuntime
+from services.data.runtime import DataRuntime
 from services.data.schemas import IngestResult, RecommendationsPublic, StatsPublic
 from services.kit.deps import CurrentUserId, KitDep, SessionDep
 from services.kit.errors import Forbidden, NotFound, Unauthorized
@@ -19,7 +19,7 @@ from services.kit.events import INGEST_PATH, INTERNAL_TOKEN_HEADER, TaskEventBat
 
 
 async def get_runtime(kit: KitDep) -> DataRuntime:  # async: no thread-pool hop
-    return cast(DataRuntime, kit.extras[EXTRAS_KEY])
+    return kit.runtime_as(DataRuntime)
 
 
 RuntimeDep = Annotated[DataRuntime, Depends(get_runtime)]

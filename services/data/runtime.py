@@ -1,5 +1,5 @@
 """What the data service runs beside its routes: the stream consumer (with Redis),
-de-duplication housekeeping, and the objects routes share (``kit.extras["data"]``)."""
+de-duplication housekeeping, and the objects routes share (``kit.runtime``)."""
 
 from __future__ import annotations
 
@@ -20,7 +20,6 @@ from services.kit.loops import ServiceLoop
 
 log = structlog.get_logger("flotilla.data")
 
-EXTRAS_KEY = "data"
 #: How often event ids older than the retention are dropped.
 PRUNE_INTERVAL_SECONDS = 3600.0
 #: On shutdown, time for work in flight (a batch's transaction) to finish.
@@ -59,7 +58,7 @@ def data_runtime(settings: DataSettings) -> Worker:
         for result in ("applied", "duplicate", "invalid"):
             consumed.labels(result=result)  # exported as 0 from the start
         runtime = DataRuntime(settings=settings, recommender=Recommender(kit, settings), consumed=consumed)
-        kit.extras[EXTRAS_KEY] = runtime
+        kit.runtime = runtime
         if not settings.ingest_enabled:
             log.warning("event_ingest_disabled", reason="DATA_INTERNAL_TOKEN is unset or the development default")
         async with AsyncExitStack() as stack:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
-from typing import Annotated, Any, cast
+from typing import Annotated, Any
 
 import aiohttp
 from fastapi import Depends, Request
@@ -18,6 +18,7 @@ from services.gateway.settings import GatewaySettings
 from services.gateway.upstreams import Upstream, open_upstreams
 from services.kit.app import VERSION, Kit, Worker
 from services.kit.breaker import Breakers
+from services.kit.deps import get_kit
 
 #: Routes anyone may call: getting a token cannot require a token. Everything else needs one.
 PUBLIC_ROUTES: frozenset[tuple[str, str]] = frozenset({
@@ -90,14 +91,14 @@ def gateway_worker(settings: GatewaySettings) -> Worker:
                                       retry_seconds=settings.openapi_retry_seconds),
             )
             _health_checks(kit, gateway)
-            kit.extras["gateway"] = gateway
+            kit.runtime = gateway
             yield
 
     return run
 
 
 def get_gateway(request: Request) -> Gateway:
-    return cast(Gateway, request.app.state.kit.extras["gateway"])
+    return get_kit(request).runtime_as(Gateway)
 
 
 GatewayDep = Annotated[Gateway, Depends(get_gateway)]

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 import httpx
 import structlog
@@ -28,6 +29,8 @@ log = structlog.get_logger("flotilla.app")
 
 VERSION = "0.1.0"
 
+R = TypeVar("R")
+
 
 @dataclass
 class Kit:
@@ -41,13 +44,20 @@ class Kit:
     verifier: TokenVerifier
     cache: Cache
     db: Database | None = None
-    extras: dict[str, object] = field(default_factory=dict)
+    #: The service's own runtime object (its keys, limiter, upstreams...), set by its worker.
+    runtime: object | None = None
 
     @property
     def database(self) -> Database:
         if self.db is None:
             raise RuntimeError(f"service {self.settings.service_name} has no database")
         return self.db
+
+    def runtime_as(self, kind: type[R]) -> R:
+        """The runtime object, typed; fails loudly if the service set none or another kind."""
+        if not isinstance(self.runtime, kind):
+            raise RuntimeError(f"service {self.settings.service_name} has no {kind.__name__} runtime")
+        return self.runtime
 
 
 #: A background worker: entered after start-up, exited before shutdown finishes.
