@@ -13,6 +13,13 @@ from typing import Any
 
 import pytest
 import schemathesis
+
+# Loaded now, at collection, not lazily inside the test: pytest rewrites schemathesis's
+# modules (it is a pytest plugin) with ast.parse as they load, and CPython 3.11 keeps the
+# AST constructor's recursion counter per interpreter, not per thread, so a parse racing
+# one in another thread of the process fails with "SystemError: AST constructor recursion
+# depth mismatch" (seen once, in random order, inside schemathesis.openapi.from_url).
+import schemathesis.specs.openapi.schemas
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis.errors import Unsatisfiable
 from schemathesis import GenerationMode
