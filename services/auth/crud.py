@@ -24,6 +24,20 @@ async def get_user_by_email(*, session: AsyncSession, email: str) -> User | None
     return await session.scalar(select(User).where(User.email == email))
 
 
+async def release_connection(session: AsyncSession, *keep: User | None) -> None:
+    """End the read so the pooled connection goes back while slow work (hashing) runs.
+
+    A hash takes tens of milliseconds and queues under a burst; holding a connection
+    meanwhile would make the pool, not the bounded hashing queue, the place where a
+    burst waits (and times out). The next query checks a connection out again. Objects
+    in ``keep`` stay usable: detached with what was loaded, not expired by the rollback.
+    """
+    for obj in keep:
+        if obj is not None:
+            session.expunge(obj)
+    await session.rollback()
+
+
 async def create_user(*, session: AsyncSession, email: str, password_hash: str) -> User:
     now = utcnow()
     user = User(id=uuid.uuid4(), email=email, password_hash=password_hash, created_at=now, updated_at=now)
@@ -38,6 +52,7 @@ async def create_user(*, session: AsyncSession, email: str, password_hash: str) 
 
 
 async def set_password_hash(*, session: AsyncSession, user: User, password_hash: str) -> None:
+    session.add(user)  # attached again if release_connection detached it
     user.password_hash = password_hash
     user.updated_at = utcnow()
     await session.commit()

@@ -41,6 +41,7 @@ def _refresh_ttl(runtime: AuthRuntime) -> timedelta:
 async def register(body: Registration, session: SessionDep, runtime: RuntimeDep) -> UserPublic:
     if await crud.get_user_by_email(session=session, email=body.email) is not None:
         raise Conflict("an account with this email already exists")
+    await crud.release_connection(session)
     password_hash = await runtime.passwords.hash(body.password)
     user = await crud.create_user(session=session, email=body.email, password_hash=password_hash)
     return UserPublic.model_validate(user)
@@ -51,6 +52,7 @@ async def login(body: Credentials, request: Request, session: SessionDep, runtim
     client = request.client.host if request.client else "unknown"
     await runtime.throttle.attempt(email=body.email, client=client)
     user = await crud.get_user_by_email(session=session, email=body.email)
+    await crud.release_connection(session, user)
     # verify() runs even without a user (against a dummy hash): equal time either way.
     matched = await runtime.passwords.verify(user.password_hash if user else None, body.password)
     if user is None or not matched:

@@ -66,11 +66,11 @@ class UpstreamUnreachable(Exception):
 
     def as_error(self, retry_after: int) -> FlotillaError:
         if self.never_connected:
-            return DependencyUnavailable(self.upstream, retry_after=retry_after)
+            return DependencyUnavailable(self.upstream, retry_after=retry_after, shed=False)
         if isinstance(self.cause, TimeoutError):
-            return UpstreamTimeout(self.upstream, retry_after=retry_after,
+            return UpstreamTimeout(self.upstream, retry_after=retry_after, shed=False,
                                    message=f"{self.upstream} did not answer in time; retry later")
-        return BadGateway(self.upstream, retry_after=retry_after,
+        return BadGateway(self.upstream, retry_after=retry_after, shed=False,
                           message=f"{self.upstream} closed the connection; retry later")
 
 
@@ -122,7 +122,7 @@ class Forwarder:
             raise failed.as_error(self.retry_after_seconds) from None
         except GatewayOverloaded:
             log.warning("upstream_pool_exhausted", upstream=upstream.name)
-            raise DependencyUnavailable(upstream.name, retry_after=1,
+            raise DependencyUnavailable(upstream.name, retry_after=1, shed=False,
                                         message=f"too many requests in flight to {upstream.name}; retry later"
                                         ) from None
 

@@ -53,7 +53,7 @@ class Breakers:
                 yield
         except OpenedState as opened:
             left = opened.opened_at + self.recovery_seconds - time.time()
-            raise DependencyUnavailable(name, retry_after=max(1, math.ceil(left)),
+            raise DependencyUnavailable(name, retry_after=max(1, math.ceil(left)), shed=False,
                                         message=f"{name} is unavailable (circuit open); retry later") from None
         finally:
             state = str(breaker.context.state)

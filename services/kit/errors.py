@@ -86,11 +86,17 @@ class DependencyUnavailable(FlotillaError):
     status_code = 503
     error_code = "dependency_unavailable"
 
-    def __init__(self, dependency: str, *, retry_after: int = 5, message: str | None = None) -> None:
+    def __init__(self, dependency: str, *, retry_after: int = 5, message: str | None = None,
+                 shed: bool = True) -> None:
+        # shed=False where this process does not itself depend on what is down (the
+        # gateway relaying that an upstream is unreachable or its circuit open).
+        headers = {"Retry-After": str(max(1, retry_after))}
+        if shed:
+            headers[SHED_HEADER] = "dependency"
         super().__init__(
             message or f"{dependency} is temporarily unavailable; retry later",
             details={"dependency": dependency},
-            headers={"Retry-After": str(max(1, retry_after)), SHED_HEADER: "dependency"},
+            headers=headers,
         )
         self.dependency = dependency
 

@@ -44,7 +44,10 @@ class ServiceSettings(BaseSettings):
     #: Extra connections above the pool size under bursts. Each is closed when returned,
     #: so a non-zero value opens and closes connections per request under steady load.
     db_max_overflow: int = Field(default=0, ge=0)
-    db_pool_timeout_seconds: float = Field(default=5.0, gt=0)
+    #: Longest wait for a pooled connection (and for a new one to connect) before 503.
+    #: Below the gateway's upstream timeout, so a saturated service answers 503 +
+    #: Retry-After itself instead of the gateway timing out with a 504.
+    db_pool_timeout_seconds: float = Field(default=2.0, gt=0)
     db_pool_recycle_seconds: int = Field(default=1800, ge=-1)
     db_statement_timeout_ms: int = Field(default=5000, ge=0)
     #: Apply Alembic migrations on start. Default: only for the embedded SQLite mode;

@@ -234,10 +234,15 @@ async def test_malformed_refresh_requests_are_422(embedded_client: httpx.AsyncCl
     assert_error_shape(await embedded_client.post("/api/v1/auth/refresh", json=body), 422, "validation_error")
 
 
-async def test_a_burst_beyond_hashing_capacity_is_shed_fast_and_the_rest_served(tmp_path: Path) -> None:
+async def test_a_burst_beyond_hashing_capacity_is_shed_fast_and_the_rest_served(
+    database_url: str, redis_url: str, tmp_path: Path
+) -> None:
     """Past the bounded queue, 503 + Retry-After at once (marked as shed); what was admitted
-    completes, and afterwards the service serves logins as before."""
-    settings = auth_settings(data_dir=tmp_path, password_hash_concurrency=1, password_hash_queue=2,
+    completes, and afterwards the service serves logins as before. A pool of one
+    connection: requests must not hold it while they wait for or run a hash (else the
+    burst would queue at the pool and never reach the hashing queue's bound)."""
+    settings = auth_settings(database_url=database_url, redis_url=redis_url, data_dir=tmp_path,
+                             password_hash_concurrency=1, password_hash_queue=2, db_pool_size=1,
                              login_limit_per_ip="1000/minute")
     async with running_auth(settings) as client:
         email = unique_email()

@@ -32,6 +32,8 @@ async def test_upstream_down_is_503_with_retry_after(alice: dict[str, str]) -> N
             body = assert_error_shape(response, 503, "dependency_unavailable")
             assert body["details"] == {"dependency": "tasks"}
             assert int(response.headers["retry-after"]) >= 1
+            # the gateway's own refusal: not a live service shedding (that marker is the service's)
+            assert SHED_HEADER.lower() not in response.headers
 
 
 async def test_breaker_opens_after_threshold_and_then_no_request_reaches_the_upstream(
