@@ -3,19 +3,24 @@
 Embedded mode upgrades on start; on PostgreSQL `flotilla migrate <service>` does it
 (an init container in the chart). Concurrent runs serialise on an advisory lock, so
 several pods starting at once apply each revision exactly once.
+
+Alembic is imported inside the functions: a service on PostgreSQL never migrates
+itself, and alembic is ~10 MB of every process's memory otherwise.
 """
 
 from __future__ import annotations
 
 import zlib
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from alembic import command, context
-from alembic.config import Config
 from sqlalchemy import MetaData, text
 from sqlalchemy.engine import Connection
 
 from services.kit.db import Database
+
+if TYPE_CHECKING:
+    from alembic.config import Config
 
 
 def version_table(service: str) -> str:
@@ -23,6 +28,8 @@ def version_table(service: str) -> str:
 
 
 def alembic_config(service: str, script_location: Path) -> Config:
+    from alembic.config import Config
+
     config = Config()
     config.set_main_option("script_location", str(script_location))
     config.attributes["service"] = service
@@ -30,6 +37,8 @@ def alembic_config(service: str, script_location: Path) -> Config:
 
 
 def _upgrade(connection: Connection, config: Config, revision: str) -> None:
+    from alembic import command
+
     config.attributes["connection"] = connection
     command.upgrade(config, revision)
 
@@ -45,6 +54,8 @@ async def upgrade(db: Database, *, service: str, script_location: Path, revision
 
 def run_migrations(target_metadata: MetaData) -> None:
     """Body of every service's ``migrations/env.py``."""
+    from alembic import context
+
     connection: Connection | None = context.config.attributes.get("connection")
     if connection is None:
         raise RuntimeError("run migrations with `flotilla migrate <service>`, which supplies the connection")
