@@ -44,11 +44,13 @@ from loadtest import baselines, report
 from loadtest.accounts import TASKS_PATH, bench_user, bench_users
 from loadtest.flotilla_up import time_flotilla_up
 from loadtest.generators import (
-    MIX_SCRIPT,
+    METHODS_ENV,
+    MIX_METHODS,
     NONCE_ENV,
     REPORT_SCRIPT,
     TOKEN_ENV,
     TOKENS_FILE_ENV,
+    TOKENS_SCRIPT,
     UNCACHED_SCRIPT,
     Result,
     ensure_wrk,
@@ -372,8 +374,9 @@ def _mix(runner: Runner, url: str, stack_pids: dict[str, int], tokens: list[str]
         handle.write("\n".join(tokens) + "\n")
         handle.flush()
         profiled = {name: pid for name, pid in stack_pids.items() if name in PROFILED_UNDER_MIX}
-        return runner.measure("(8) reference mix via gateway", url, stack_pids, script=MIX_SCRIPT,
-                              env={TOKENS_FILE_ENV: handle.name}, note=f"({len(tokens)} users, 3 GET : 1 POST)",
+        return runner.measure("(8) reference mix via gateway", url, stack_pids, script=TOKENS_SCRIPT,
+                              env={TOKENS_FILE_ENV: handle.name, METHODS_ENV: MIX_METHODS},
+                              note=f"({len(tokens)} users, 3 GET : 1 POST)",
                               profile=profiled)
 
 

@@ -31,7 +31,7 @@ import httpx
 from loadtest import report
 from loadtest.accounts import TASKS_PATH, bench_users
 from loadtest.bench import BENCH_STACK_ENV, _server_pids
-from loadtest.generators import HERE, TOKENS_FILE_ENV, ensure_wrk, run_wrk
+from loadtest.generators import TOKENS_FILE_ENV, TOKENS_SCRIPT, ensure_wrk, run_wrk
 from loadtest.openloop import Outcome, Plan, raise_nofile, run_open_loop
 from loadtest.procstats import CpuMeter
 from loadtest.rawhttp import build_request
@@ -39,7 +39,6 @@ from loadtest.stack import running_stack, servers
 from loadtest.tokens import tokens_file
 from services.kit import catalog
 
-TOKENS_SCRIPT = HERE / "wrk_tokens.lua"
 #: File descriptors kept free for everything but the connections (stack clients, logs, wrk).
 FD_MARGIN = 200
 P99_TARGET_MS = 1000.0

@@ -8,7 +8,8 @@ bottleneck. The scripts live next to this module:
 - ``wrk_report.lua``: a bearer token from the environment, and the one JSON line every
   script prints at the end (the others load it);
 - ``wrk_uncached.lua``: ``GET /api/v1/tasks`` with a fresh keyset cursor on each request;
-- ``wrk_mix.lua``: the reference mix, many users' tokens, 3 GET : 1 POST.
+- ``wrk_tokens.lua``: many users' tokens in turn, each sending a sequence of methods
+  (``GET,GET,GET,POST``: the reference mix, 3 GET : 1 POST).
 """
 
 from __future__ import annotations
@@ -29,7 +30,10 @@ from loadtest.results import load_entries, merged_row
 HERE = Path(__file__).parent
 REPORT_SCRIPT = HERE / "wrk_report.lua"
 UNCACHED_SCRIPT = HERE / "wrk_uncached.lua"
-MIX_SCRIPT = HERE / "wrk_mix.lua"
+TOKENS_SCRIPT = HERE / "wrk_tokens.lua"
+METHODS_ENV = "FLOTILLA_BENCH_METHOD"
+#: What each user sends, in turn, in the reference mix.
+MIX_METHODS = "GET,GET,GET,POST"
 TOKEN_ENV = "FLOTILLA_BENCH_TOKEN"  # noqa: S105 - a variable name, not a secret
 TOKENS_FILE_ENV = "FLOTILLA_BENCH_TOKENS_FILE"
 NONCE_ENV = "FLOTILLA_BENCH_NONCE"

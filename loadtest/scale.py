@@ -30,8 +30,7 @@ from loadtest import report
 from loadtest.accounts import TASKS_PATH, bench_users
 from loadtest.baselines import database_dsn
 from loadtest.bench import BENCH_STACK_ENV, Runner, _server_pids
-from loadtest.connections import TOKENS_SCRIPT
-from loadtest.generators import TOKENS_FILE_ENV, UNCACHED_SCRIPT, Result, ensure_wrk
+from loadtest.generators import METHODS_ENV, TOKENS_FILE_ENV, TOKENS_SCRIPT, UNCACHED_SCRIPT, Result, ensure_wrk
 from loadtest.seeding import seed
 from loadtest.stack import running_stack, servers
 from loadtest.tokens import tokens_file
@@ -86,7 +85,7 @@ def scale_mode(
                                env={TOKENS_FILE_ENV: str(list_file)}),
                 runner.measure(f"{size:,} {TARGETS[1]}", url, pids, token=listers[0], script=UNCACHED_SCRIPT),
                 runner.measure(f"{size:,} {TARGETS[2]}", url, pids, script=TOKENS_SCRIPT,
-                               env={TOKENS_FILE_ENV: str(list_file), "FLOTILLA_BENCH_METHOD": "POST"}),
+                               env={TOKENS_FILE_ENV: str(list_file), METHODS_ENV: "POST"}),
                 runner.measure(f"{size:,} {TARGETS[3]}", f"{gateway_url}/api/v1/recommendations/x", pids,
                                script=TOKENS_SCRIPT,
                                env={TOKENS_FILE_ENV: str(idle_file), "FLOTILLA_BENCH_PATH": RECOMMENDATIONS_PATH}),

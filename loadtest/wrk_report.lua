@@ -1,5 +1,5 @@
 -- wrk script for `python -m loadtest bench`: adds the bearer token, prints one JSON line.
--- The other bench scripts (wrk_uncached.lua, wrk_mix.lua) load this one for the report.
+-- The other bench scripts (wrk_uncached.lua, wrk_tokens.lua) load this one for the report.
 local token = os.getenv("FLOTILLA_BENCH_TOKEN") or ""
 if token ~= "" then
   wrk.headers["Authorization"] = "Bearer " .. token
