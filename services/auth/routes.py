@@ -38,7 +38,8 @@ def _refresh_ttl(runtime: AuthRuntime) -> timedelta:
 
 @router.post("/register", response_model=UserPublic, status_code=status.HTTP_201_CREATED,
              summary="Create an account")
-async def register(body: Registration, session: SessionDep, runtime: RuntimeDep) -> UserPublic:
+async def register(body: Registration, request: Request, session: SessionDep, runtime: RuntimeDep) -> UserPublic:
+    await runtime.throttle.registration(client=request.client.host if request.client else "unknown")
     if await crud.get_user_by_email(session=session, email=body.email) is not None:
         raise Conflict("an account with this email already exists")
     await crud.release_connection(session)

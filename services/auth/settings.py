@@ -48,7 +48,8 @@ class AuthSettings(ServiceSettings):
     #: (concurrency + queue) x hash time below the gateway's upstream timeout.
     password_hash_queue: int = Field(default=32, ge=0)
 
-    #: Failed-login budgets (``limits`` notation), per account and per client address.
+    #: Budgets (``limits`` notation): failed logins per account; logins and registrations
+    #: (each costs a password hash) per client address.
     login_limit_per_account: str = "5/minute"
     login_limit_per_ip: str = "20/minute"
 

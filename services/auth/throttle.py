@@ -108,12 +108,23 @@ class LoginThrottle:
 
     async def attempt(self, *, email: str, client: str) -> None:
         """Reserve one login attempt, or raise 429 with Retry-After when a budget is spent."""
-        for item, scope, identifier in ((self.per_account, "account", _account_key(email)),
-                                        (self.per_ip, "client", client)):
+        await self._spend(((self.per_account, "account", _account_key(email)), (self.per_ip, "client", client)))
+
+    async def registration(self, *, client: str) -> None:
+        """Reserve one registration from ``client``: the same per-address budget as logins.
+
+        A registration costs a password hash like a login does, and a flood of them from
+        one address would otherwise be unlimited (and fills the hashing queue everyone
+        shares).
+        """
+        await self._spend(((self.per_ip, "client", client),))
+
+    async def _spend(self, budgets: tuple[tuple[RateLimitItem, str, str], ...]) -> None:
+        for item, scope, identifier in budgets:
             allowed, limiter = await self._hit(item, f"login-{scope}", identifier)
             if not allowed:
                 retry_after = await self._retry_after(limiter, item, f"login-{scope}", identifier)
-                log.info("login_throttled", scope=scope, client=client, retry_after=retry_after)
+                log.info("login_throttled", scope=scope, key=identifier, retry_after=retry_after)
                 raise TooManyRequests("too many login attempts; retry later", retry_after=retry_after,
                                       details={"scope": scope})
 

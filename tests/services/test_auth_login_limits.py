@@ -124,3 +124,14 @@ async def test_redis_outage_falls_back_to_in_process_limits_never_500(
             assert (await attempt(client, other, PASSWORD)).status_code == 200
     finally:
         redis.cleanup()
+
+
+async def test_registrations_spend_the_same_per_address_budget(tmp_path: Path) -> None:
+    """Each registration costs a password hash: a flood from one address is limited too."""
+    app = create_app(auth_settings(data_dir=tmp_path, login_limit_per_ip="3/minute"))
+    async with running(app), client_at(app, random_ip()) as flooding, client_at(app, random_ip()) as elsewhere:
+        for _ in range(3):
+            await register(flooding, unique_email())
+        refused = await flooding.post("/api/v1/auth/register", json={"email": unique_email(), "password": PASSWORD})
+        assert_throttled(refused, "client")
+        await register(elsewhere, unique_email())
