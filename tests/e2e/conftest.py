@@ -32,6 +32,6 @@ def real_stack(postgres_server: PostgresServer, redis_server: RedisServer, tmp_p
 
 @pytest.fixture
 def embedded_stack(tmp_path: Path) -> Iterator[Stack]:
-    stack = Stack(data_dir=tmp_path, port_offset=free_port_offset())
+    stack = Stack(data_dir=tmp_path, port_offset=free_port_offset(), extra_env=STACK_ENV)
     with stack.running(timeout=90):
         yield stack
