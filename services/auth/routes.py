@@ -25,7 +25,10 @@ BAD_CREDENTIALS = "invalid email or password"
 JWKS_RELOAD_SECONDS = 1.0
 
 
-async def _token_pair(runtime: AuthRuntime, user: User, refresh_token: str) -> TokenPair:
+async def _token_pair(runtime: AuthRuntime, user: User, refresh_token: str, response: Response) -> TokenPair:
+    # Tokens are credentials: no browser or proxy cache may keep a copy (RFC 6749 5.1).
+    response.headers["Cache-Control"] = "no-store"
+    response.headers["Pragma"] = "no-cache"
     await runtime.keys.refresh(runtime.settings.signing_keys_refresh_seconds)
     token = access_token(user=user, key=runtime.keys.signer, settings=runtime.settings)
     return TokenPair(access_token=token, refresh_token=refresh_token,
@@ -49,7 +52,8 @@ async def register(body: Registration, request: Request, session: SessionDep, ru
 
 
 @router.post("/login", response_model=TokenPair, summary="Exchange email and password for tokens")
-async def login(body: Credentials, request: Request, session: SessionDep, runtime: RuntimeDep) -> TokenPair:
+async def login(body: Credentials, request: Request, response: Response, session: SessionDep,
+                runtime: RuntimeDep) -> TokenPair:
     client = request.client.host if request.client else "unknown"
     await runtime.throttle.attempt(email=body.email, client=client)
     user = await crud.get_user_by_email(session=session, email=body.email)
@@ -65,14 +69,14 @@ async def login(body: Credentials, request: Request, session: SessionDep, runtim
                                      password_hash=await runtime.passwords.hash(body.password))
     await runtime.throttle.succeeded(email=body.email)
     refresh_token = await crud.issue_refresh_token(session=session, user_id=user.id, ttl=_refresh_ttl(runtime))
-    return await _token_pair(runtime, user, refresh_token)
+    return await _token_pair(runtime, user, refresh_token, response)
 
 
 @router.post("/refresh", response_model=TokenPair, summary="Trade a refresh token for a new pair (rotation)")
-async def refresh(body: RefreshRequest, session: SessionDep, runtime: RuntimeDep) -> TokenPair:
+async def refresh(body: RefreshRequest, response: Response, session: SessionDep, runtime: RuntimeDep) -> TokenPair:
     user, refresh_token = await crud.rotate_refresh_token(session=session, token=body.refresh_token,
                                                           ttl=_refresh_ttl(runtime))
-    return await _token_pair(runtime, user, refresh_token)
+    return await _token_pair(runtime, user, refresh_token, response)
 
 
 @router.post("/logout", status_code=status.HTTP_204_NO_CONTENT,

@@ -22,6 +22,11 @@ from services.kit.errors import RequestBodyTimeout, classify_unexpected
 log = structlog.get_logger("flotilla.access")
 
 REQUEST_ID_HEADER = b"x-request-id"
+#: On every response: browsers must not sniff a JSON body into something executable,
+#: and a JSON answer has no business loading anything or being framed.
+SECURITY_HEADERS = ((b"x-content-type-options", b"nosniff"),)
+JSON_SECURITY_HEADERS = ((b"content-security-policy", b"default-src 'none'; frame-ancestors 'none'"),)
+_SET_HERE = frozenset({REQUEST_ID_HEADER, *(k for k, _ in SECURITY_HEADERS), *(k for k, _ in JSON_SECURITY_HEADERS)})
 _VALID_REQUEST_ID = re.compile(rb"^[A-Za-z0-9._:-]{1,128}$")
 _QUIET_PATHS = frozenset({"/health", "/health/live", "/health/ready", "/metrics"})
 
@@ -61,8 +66,11 @@ class RequestContextMiddleware:
             if message["type"] == "http.response.start":
                 response_started = True
                 status = message["status"]
-                headers = [h for h in message.get("headers", []) if h[0].lower() != REQUEST_ID_HEADER]
+                headers = [h for h in message.get("headers", []) if h[0].lower() not in _SET_HERE]
                 headers.append((REQUEST_ID_HEADER, request_id.encode("ascii")))
+                headers.extend(SECURITY_HEADERS)
+                if any(k.lower() == b"content-type" and v.startswith(b"application/json") for k, v in headers):
+                    headers.extend(JSON_SECURITY_HEADERS)
                 message["headers"] = headers
             await send(message)
 

@@ -1,9 +1,14 @@
 """Bearer-JWT verification: issuer, audience, expiry, and the signing key by ``kid``.
 
 Keys come from auth's JWKS (fetched lazily, refreshed when a token names a ``kid`` we
-have not seen, at most once per ``refresh_interval``) or from a configured JWKS
-document. Only asymmetric algorithms are accepted, and the algorithm must be the one
-the key was published for, which rules out ``alg=none`` and HS256-with-public-key.
+have not seen, at most once per ``refresh_interval``, and at least every
+``max_age`` seconds) or from a configured JWKS document. A fetched JWKS *replaces* the
+fetched set, so a key auth retires stops being trusted within ``max_age`` (plus the
+verified-token cache's minute), not at the next restart; auth keeps a rotated-out key
+in its JWKS for the grace period its tokens need.
+
+Only asymmetric algorithms are accepted, and the algorithm must be the one the key was
+published for, which rules out ``alg=none`` and HS256-with-public-key.
 """
 
 from __future__ import annotations
@@ -49,20 +54,25 @@ class TokenVerifier:
         jwks_url: str = "",
         http: httpx.AsyncClient | None = None,
         refresh_interval: float = 10.0,
+        max_age: float = 300.0,
     ) -> None:
         self.issuer = issuer
         self.audience = audience
         self.jwks_url = jwks_url
         self.http = http
         self.refresh_interval = refresh_interval
-        self._keys: dict[str, jwt.PyJWK] = {}
+        self.max_age = max_age
+        #: Configured keys (JWT_PUBLIC_JWKS) stay; fetched ones are replaced on each fetch.
+        self._static_keys: dict[str, jwt.PyJWK] = {}
+        self._fetched_keys: dict[str, jwt.PyJWK] = {}
         self._fetched_at = -float("inf")
         self._lock = asyncio.Lock()
         self._verified: TTLCache[str, Principal] = TTLCache(maxsize=VERIFIED_CACHE_SIZE, ttl=VERIFIED_CACHE_SECONDS)
         if jwks_json:
-            self._load(json.loads(jwks_json))
+            self._static_keys = self._parse(json.loads(jwks_json))
 
-    def _load(self, jwks: dict[str, Any]) -> None:
+    @staticmethod
+    def _parse(jwks: dict[str, Any]) -> dict[str, jwt.PyJWK]:
         keys: dict[str, jwt.PyJWK] = {}
         for raw in jwks.get("keys", []):
             try:
@@ -72,7 +82,10 @@ class TokenVerifier:
                 continue
             if key.key_id and key.algorithm_name in ALLOWED_ALGORITHMS:
                 keys[key.key_id] = key
-        self._keys.update(keys)
+        return keys
+
+    def _known(self, kid: str) -> jwt.PyJWK | None:
+        return self._fetched_keys.get(kid) or self._static_keys.get(kid)
 
     async def _refresh(self) -> None:
         if not self.jwks_url or self.http is None:
@@ -84,17 +97,24 @@ class TokenVerifier:
             try:
                 response = await self.http.get(self.jwks_url, timeout=3.0)
                 response.raise_for_status()
-                self._load(response.json())
+                fetched = self._parse(response.json())
             except (httpx.HTTPError, ValueError) as exc:
+                # Keep trusting what was fetched last: auth being briefly unreachable must
+                # not turn every request with a known key into a 503.
                 log.warning("jwks_fetch_failed", error_type=type(exc).__name__)
-                if not self._keys:
+                if not (self._fetched_keys or self._static_keys):
                     raise DependencyUnavailable("auth", message="signing keys are unavailable; retry later") from exc
+                return
+            removed = set(self._fetched_keys) - set(fetched)
+            if removed:
+                log.info("jwks_keys_retired", kids=sorted(removed))
+            self._fetched_keys = fetched
 
     async def _key_for(self, kid: str) -> jwt.PyJWK:
-        key = self._keys.get(kid)
-        if key is None:
+        key = self._known(kid)
+        if key is None or time.monotonic() - self._fetched_at > self.max_age:
             await self._refresh()
-            key = self._keys.get(kid)
+            key = self._known(kid)
         if key is None:
             raise Unauthorized("token signed with an unknown key")
         return key

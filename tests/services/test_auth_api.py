@@ -259,3 +259,19 @@ async def test_a_burst_beyond_hashing_capacity_is_shed_fast_and_the_rest_served(
             assert shed.headers["retry-after"] == "1"
             assert shed.headers[SHED_HEADER.lower()] == "overloaded"
         assert (await login(client, email))["access_token"]
+
+
+async def test_token_answers_are_never_cached_and_every_answer_carries_security_headers(
+    client: httpx.AsyncClient,
+) -> None:
+    email = unique_email()
+    await register(client, email)
+    logged_in = await client.post("/api/v1/auth/login", json={"email": email, "password": PASSWORD})
+    refreshed = await refresh(client, logged_in.json()["refresh_token"])
+    for response in (logged_in, refreshed):
+        assert response.headers["cache-control"] == "no-store"
+    not_found = await client.get("/api/v1/auth/nothing")
+    for response in (logged_in, refreshed, not_found, await client.get("/health/live")):
+        assert response.headers["x-content-type-options"] == "nosniff"
+        assert response.headers["content-security-policy"] == "default-src 'none'; frame-ancestors 'none'"
+        assert response.headers.get_list("x-request-id") == [response.headers["x-request-id"]]

@@ -92,7 +92,13 @@ async def test_rotation_keeps_earlier_tokens_valid_until_their_key_is_retired(se
         await after_rotation.verify(old_token)
         await after_rotation.verify(new_token)
 
-        # Retiring at once (a leaked key) unpublishes the old key: its tokens stop verifying.
+        # A service fetching the JWKS over HTTP, which has seen (and trusts) both keys.
+        fetching = TokenVerifier(issuer=DEV_ISSUER, audience=DEV_AUDIENCE, http=client, max_age=0,
+                                 refresh_interval=0, jwks_url="http://testserver/.well-known/jwks.json")
+        await fetching.verify(new_token)
+
+        # Retiring at once (a leaked key) unpublishes the old key: its tokens stop verifying,
+        # also for a verifier that trusted it before, at its next JWKS fetch, without a restart.
         async with app.state.kit.database.session() as session:
             newest = await key_store.rotate_signing_key(session=session, algorithm="ES256",
                                                         retire_previous_after=timedelta(0))
@@ -101,6 +107,8 @@ async def test_rotation_keeps_earlier_tokens_valid_until_their_key_is_retired(se
         assert [k["kid"] for k in jwks["keys"]] == [newest]
         with pytest.raises(Unauthorized):
             await verifier(jwks).verify(old_token)
+        with pytest.raises(Unauthorized):
+            await fetching.verify(old_token)
 
 
 async def test_generated_keys_survive_a_restart(settings) -> None:

@@ -138,6 +138,8 @@ async def test_a_trailing_slash_is_404_and_never_reveals_the_upstream_address(
     assert_error_shape(response, 404, "not_found")
     upstream_host = url.removeprefix("http://")
     assert all(upstream_host not in value for value in response.headers.values())
+    # set once by the gateway, not once per hop
+    assert response.headers.get_list("x-content-type-options") == ["nosniff"]
 
 
 def test_locations_on_the_upstream_origin_become_paths() -> None:
