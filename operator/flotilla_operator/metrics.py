@@ -7,7 +7,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Final
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry, Counter, GCCollector, Histogram, PlatformCollector, ProcessCollector
 
 RECONCILES_TOTAL: Final = "flotilla_operator_reconciles_total"
 FAILURES_TOTAL: Final = "flotilla_operator_reconcile_failures_total"
@@ -18,6 +18,10 @@ class OperatorMetrics:
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         # A registry per operator instance: tests run several operators in one process.
         self.registry = registry or CollectorRegistry(auto_describe=True)
+        if registry is None:  # a registry of our own: the process, Python and GC series too
+            ProcessCollector(registry=self.registry)
+            PlatformCollector(registry=self.registry)
+            GCCollector(registry=self.registry)
         self.reconciles = Counter(
             RECONCILES_TOTAL.removesuffix("_total"),
             "Reconciliations of one part of a ServiceSpec, by part and trigger",

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from fastapi import FastAPI
-from prometheus_client import CollectorRegistry, Counter, Gauge
+from prometheus_client import CollectorRegistry, Counter, Gauge, GCCollector, PlatformCollector, ProcessCollector
 from prometheus_fastapi_instrumentator import Instrumentator
 from prometheus_fastapi_instrumentator import metrics as instrumentator_metrics
 
@@ -22,6 +22,11 @@ UNINSTRUMENTED_PATHS = ["/metrics", "/health", "/health/live", "/health/ready"]
 class ServiceMetrics:
     def __init__(self, service: str, version: str) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
+        # A registry of our own has none of the default collectors: add the process
+        # (CPU, RSS, open fds), Python platform and GC series dashboards need.
+        ProcessCollector(registry=self.registry)
+        PlatformCollector(registry=self.registry)
+        GCCollector(registry=self.registry)
         self.dependency_up = Gauge(
             names.DEPENDENCY_UP, "1 when the dependency answered its last health check, else 0",
             ["dependency"], registry=self.registry,

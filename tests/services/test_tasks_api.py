@@ -223,3 +223,7 @@ async def test_health_endpoints_and_metrics(client: httpx.AsyncClient, alice: di
         assert f"\n{name}" in exposition, name
     assert 'handler="/api/v1/tasks"' in exposition
     assert 'error_code="unauthorized"' in exposition
+    # runtime series, which a registry of one's own does not have unless added
+    for name in ("process_resident_memory_bytes", "process_cpu_seconds_total", "python_info",
+                 "python_gc_collections_total"):
+        assert f"\n{name}" in exposition, name
