@@ -67,9 +67,12 @@ def latency_bucket(latency_ms: int) -> float:
 
 def _errors_ratio(sel: Selector, window: str, by: str = "") -> str:
     group = f" by ({by})" if by else ""
+    requests = f"sum{group} (rate({m.HTTP_REQUESTS_TOTAL}{sel()}[{window}]))"
+    # The 5xx series exists only after the first 5xx: "or <requests> * 0" makes a healthy
+    # service's error ratio 0 instead of absent (an empty SLO, an empty burn-rate panel).
     return (
-        f"sum{group} (rate({m.HTTP_REQUESTS_TOTAL}{sel(status='5xx')}[{window}]))"
-        f" / sum{group} (rate({m.HTTP_REQUESTS_TOTAL}{sel()}[{window}]))"
+        f"(sum{group} (rate({m.HTTP_REQUESTS_TOTAL}{sel(status='5xx')}[{window}])) or {requests} * 0)"
+        f" / {requests}"
     )
 
 

@@ -125,11 +125,17 @@ def test_every_generated_expression_has_data(calm_stack: Stack) -> None:
                         continue
                     if not prometheus.query(f'count({name}{{job="{job}",namespace="{NAMESPACE}"}})'):
                         missing.append(f"{job}: {name}")
+        # Every recording rule has a value for every service: zero, not absent, on a healthy
+        # one (a 5xx series does not exist before the first 5xx).
+        empty_rules = [f"{job}: {rule}" for job in specs_by_job for rule in sorted(recorded)
+                       if not prometheus.query(f'{rule}{{job="{job}",namespace="{NAMESPACE}"}}')]
     print(f"\n[chaos] prometheus: {evaluated} expressions evaluated over {len(specs_by_job)} services; "
           f"metric names without series: {sorted(set(missing)) or 'none'} "
           f"(panels of unused features, metric exported: {len(UNUSED_FEATURES)})")
     assert not not_exported, sorted(set(not_exported))
     assert not missing, sorted(set(missing))
+    assert not empty_rules, "\n".join(empty_rules)
+
 
 
 def _has_rates(prometheus: PrometheusServer) -> bool:

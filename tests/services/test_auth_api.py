@@ -241,9 +241,11 @@ async def test_a_burst_beyond_hashing_capacity_is_shed_fast_and_the_rest_served(
     completes, and afterwards the service serves logins as before. A pool of one
     connection: requests must not hold it while they wait for or run a hash (else the
     burst would queue at the pool and never reach the hashing queue's bound)."""
+    # A deliberately slow hash (many passes): the twelve requests are all admitted or shed
+    # while the first one still hashes, however slow the machine (everything slows alike).
     settings = auth_settings(database_url=database_url, redis_url=redis_url, data_dir=tmp_path,
                              password_hash_concurrency=1, password_hash_queue=2, db_pool_size=1,
-                             login_limit_per_ip="1000/minute")
+                             password_hash_time_cost=40, login_limit_per_ip="1000/minute")
     async with running_auth(settings) as client:
         email = unique_email()
         await register(client, email)
