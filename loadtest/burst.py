@@ -37,6 +37,7 @@ from loadtest import report
 from loadtest.bench import BENCH_STACK_ENV, _server_pids
 from loadtest.openloop import percentile
 from loadtest.procstats import CpuMeter
+from loadtest.report import fmt_latency as _fmt
 from loadtest.stack import running_stack, servers
 from services.kit import catalog
 
@@ -264,9 +265,6 @@ def burst_mode(*, users: int = 200, rate: float = 50, retry: bool = False, max_r
     return summary
 
 
-def _ms(value: float | None) -> str:
-    return "n/a" if value is None else f"{value:,.1f}"
-
 
 def print_summary(summary: dict[str, Any]) -> None:
     print()
@@ -274,7 +272,7 @@ def print_summary(summary: dict[str, Any]) -> None:
                "max ms", "shed P99 ms")
     print(report.table(headers, [
         (name, r["requests"], r[OK], r[SHED], *(r[k] for k in ERROR_CLASSES),
-         _ms(r["p50_ms"]), _ms(r["p95_ms"]), _ms(r["p99_ms"]), _ms(r["max_ms"]), _ms(r["shed_p99_ms"]))
+         _fmt(r["p50_ms"]), _fmt(r["p95_ms"]), _fmt(r["p99_ms"]), _fmt(r["max_ms"]), _fmt(r["shed_p99_ms"]))
         for name, r in summary["endpoints"].items()]))
     for name, r in summary["endpoints"].items():
         print(f"{name}: statuses {r['statuses']}; refusals {r['error_codes'] or '-'}")

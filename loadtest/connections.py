@@ -35,6 +35,7 @@ from loadtest.generators import TOKENS_FILE_ENV, TOKENS_SCRIPT, ensure_wrk, run_
 from loadtest.openloop import Outcome, Plan, raise_nofile, run_open_loop
 from loadtest.procstats import CpuMeter
 from loadtest.rawhttp import build_request
+from loadtest.report import fmt_latency as _fmt
 from loadtest.stack import running_stack, servers
 from loadtest.tokens import tokens_file
 from services.kit import catalog
@@ -164,9 +165,6 @@ def _summary(outcome: Outcome, meter: CpuMeter, capacity: dict[str, Any], fracti
     }
 
 
-def _ms(value: float | None) -> str:
-    return "n/a" if value is None else f"{value:,.1f}"
-
 
 def print_summary(summary: dict[str, Any]) -> None:
     conns, reqs, lat = summary["connections"], summary["requests"], summary["latency"]
@@ -190,8 +188,8 @@ def print_summary(summary: dict[str, Any]) -> None:
     print()
     print(report.table(
         ("latency from scheduled send", "P50 ms", "P95 ms", "P99 ms", "max ms", "send lag P99 ms", "send lag max ms"),
-        [("all requests", _ms(lat["p50_ms"]), _ms(lat["p95_ms"]), _ms(lat["p99_ms"]), _ms(lat["max_ms"]),
-          _ms(lat["send_lag_p99_ms"]), _ms(lat["send_lag_max_ms"]))]))
+        [("all requests", _fmt(lat["p50_ms"]), _fmt(lat["p95_ms"]), _fmt(lat["p99_ms"]), _fmt(lat["max_ms"]),
+          _fmt(lat["send_lag_p99_ms"]), _fmt(lat["send_lag_max_ms"]))]))
     print()
     cpu = summary["cpu_ms_per_request"]
     names = report.ordered_processes(cpu)

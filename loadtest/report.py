@@ -133,6 +133,11 @@ def fmt_ms(value: float | None) -> str:
     return _ms(value)
 
 
+def fmt_latency(value: float | None) -> str:
+    """A latency (or rate) for a results table: one decimal, thousands separated."""
+    return "n/a" if value is None else f"{value:,.1f}"
+
+
 def cpu_table(results: list[Result], *, relative: bool = False) -> str:
     """Targets x processes: CPU ms per request (or its multiple of (1)'s total); blank = not involved."""
     names = _processes(results)

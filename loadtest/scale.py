@@ -31,6 +31,7 @@ from loadtest.accounts import TASKS_PATH, bench_users
 from loadtest.baselines import database_dsn
 from loadtest.bench import BENCH_STACK_ENV, Runner, _server_pids
 from loadtest.generators import METHODS_ENV, TOKENS_FILE_ENV, TOKENS_SCRIPT, UNCACHED_SCRIPT, Result, ensure_wrk
+from loadtest.report import fmt_latency as _fmt
 from loadtest.seeding import seed
 from loadtest.stack import running_stack, servers
 from loadtest.tokens import tokens_file
@@ -103,9 +104,6 @@ def scale_mode(
     return summary
 
 
-def _num(value: float | None) -> str:
-    return "n/a" if value is None else f"{value:,.1f}"
-
 
 def print_summary(summary: dict[str, Any]) -> None:
     sizes = list(summary["results"])
@@ -116,7 +114,7 @@ def print_summary(summary: dict[str, Any]) -> None:
         headers += [f"{int(s):,}: P50 ms", "P99 ms", "RPS", "errors", "CPU ms/req"]
     print(report.table(headers, [
         (t, *(cell for s in sizes for cell in (
-            _num(row[s]["p50_ms"]), _num(row[s]["p99_ms"]), _num(row[s]["rps"]), row[s]["errors"],
+            _fmt(row[s]["p50_ms"]), _fmt(row[s]["p99_ms"]), _fmt(row[s]["rps"]), row[s]["errors"],
             report.fmt_ms(row[s]["cpu_total_ms"]))))
         for t, row in by_target.items()]))
     print()
