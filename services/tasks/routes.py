@@ -44,12 +44,8 @@ async def list_tasks(
     cached, slot = await cache.lookup(_list_namespace(user_id), _page_key(status, priority, limit, cursor))
     if cached is not None:
         return Response(cached, media_type=JSON, headers={"X-Cache": "hit"})
-    # A connection only on a miss (a hit never touches the pool), outside a transaction:
-    # one SELECT needs no BEGIN/ROLLBACK around it.
-    async with kit.database.autocommit() as conn:
-        rows = await crud.list_tasks(conn=conn, owner_id=user_id, status=status, priority=priority,
-                                     cursor=cursor, limit=limit)
-    body = pages.page_json(rows, limit)
+    # The database only on a miss: a hit never touches the pool.
+    body = await _page_from_database(kit, user_id, status=status, priority=priority, cursor=cursor, limit=limit)
     await cache.store(slot, body)
     return Response(body, media_type=JSON, headers={"X-Cache": "miss"})
 
@@ -77,11 +73,18 @@ async def _write_through_first_page(kit: Kit, user_id: str, task: Mapping[str, A
         return
     page = pages.with_new_task(cached, task, pages.DEFAULT_LIMIT) if cached is not None else None
     if page is None:
-        async with kit.database.autocommit() as conn:
-            rows = await crud.list_tasks(conn=conn, owner_id=user_id, status=None, priority=None, cursor=None,
+        page = await _page_from_database(kit, user_id, status=None, priority=None, cursor=None,
                                          limit=pages.DEFAULT_LIMIT)
-        page = pages.page_json(rows, pages.DEFAULT_LIMIT)
     await kit.cache.invalidate(namespace, replacement=(slot, page))
+
+
+async def _page_from_database(kit: Kit, user_id: str, *, status: Status | None, priority: Priority | None,
+                              cursor: str | None, limit: int) -> bytes:
+    # One SELECT, outside a transaction: no BEGIN/ROLLBACK around it.
+    async with kit.database.autocommit() as conn:
+        rows = await crud.list_tasks(conn=conn, owner_id=user_id, status=status, priority=priority,
+                                     cursor=cursor, limit=limit)
+    return pages.page_json(rows, limit)
 
 
 @router.get("/{task_id}", response_model=TaskPublic, summary="Get one of the caller's tasks")
