@@ -3,19 +3,36 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 
-.PHONY: up test chaos lint typecheck pytest servers install clean
+.PHONY: up test chaos lint typecheck pytest servers install install-runtime clean
 
-$(BIN)/flotilla: pyproject.toml
+# setuptools' notice on every editable build ("Editable installation ... be careful with
+# folders named like your package") says nothing actionable here; every other warning shows.
+PIP_QUIET := PYTHONWARNINGS="ignore:Editable installation"
+
+# Two installs into one venv: the runtime (what `make up` needs) and, on top, the dev
+# tools (what `make test` needs: mypy, locust, Helm SDK, schemathesis...). Each is redone
+# when pyproject.toml changes.
+$(VENV)/.runtime: pyproject.toml
+	@echo "installing Flotilla into $(VENV) (runtime only; the first time takes a minute) ..."
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e '.[dev]'
+	$(PIP_QUIET) $(BIN)/pip install -q -e .
 	@touch $@
 
-install: $(BIN)/flotilla
+$(VENV)/.dev: $(VENV)/.runtime
+	@echo "installing the development tools into $(VENV) ..."
+	$(PIP_QUIET) $(BIN)/pip install -q -e '.[dev]'
+	@touch $@
 
-## up: run the whole stack on embedded defaults (SQLite, in-process cache) at 127.0.0.1:8000
-up: install
-	$(BIN)/flotilla up
+install-runtime: $(VENV)/.runtime
+
+install: $(VENV)/.dev
+
+## up: run the whole stack on embedded defaults (SQLite, in-process cache) at 127.0.0.1:8000;
+## options for `flotilla up` go in ARGS, e.g. `make up ARGS="--port-offset 100"`
+ARGS ?=
+up: install-runtime
+	$(BIN)/flotilla up $(ARGS)
 
 ## servers: install PostgreSQL, Redis and Prometheus via apt when missing (needs root)
 servers:
