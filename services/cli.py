@@ -4,19 +4,41 @@ from __future__ import annotations
 
 import asyncio
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
 from services.kit import catalog
-from services.kit.db import Database
+from services.kit.db import Database, describe_failure
 from services.kit.migrations import upgrade
 from services.launcher import LaunchError, Stack, available_services
 from services.serve import PortInUse, load_settings, serve
 
 app = typer.Typer(help="Flotilla: Kubernetes-native FastAPI microservices.", no_args_is_help=True,
-                  add_completion=False)
+                  add_completion=False, pretty_exceptions_enable=False)
+
+#: FLOTILLA_DEBUG=1: let errors through with their traceback instead of one line.
+DEBUG_ENV = "FLOTILLA_DEBUG"
+
+
+@contextmanager
+def one_line_errors(what: str) -> Iterator[None]:
+    """Turn the failures an operator can fix (settings, an unreachable or refusing
+    database) into one line on stderr and exit code 1: an init container's log, or a
+    terminal, shows what failed and what to do, not a few hundred lines of traceback."""
+    try:
+        yield
+    except (typer.Exit, typer.Abort, KeyboardInterrupt):
+        raise
+    except Exception as exc:
+        if os.environ.get(DEBUG_ENV):
+            raise
+        typer.secho(f"error: {what}: {describe_failure(exc)} (set {DEBUG_ENV}=1 for the traceback)",
+                    fg=typer.colors.RED, err=True)
+        raise typer.Exit(1) from None
 
 ServiceName = Annotated[str, typer.Argument(help=f"one of: {', '.join(s.name for s in catalog.SERVICES)}")]
 
@@ -41,7 +63,8 @@ def up(
     stack = Stack(host=host, data_dir=data_dir, database_url=database_url, redis_url=redis_url,
                   port_offset=port_offset)
     try:
-        stack.start()
+        with one_line_errors("the stack did not start"):
+            stack.start()
         took = stack.wait_ready()
         _print_banner(stack, took)
         stack.watch()
@@ -90,7 +113,8 @@ def serve_command(
     """Run one service (what a container runs)."""
     info = _service(service)
     try:
-        serve(info, host=host, port=port or info.local_port)
+        with one_line_errors(f"{service} did not start"):
+            serve(info, host=host, port=port or info.local_port)
     except PortInUse as exc:
         typer.secho(f"error: {exc}", fg=typer.colors.RED, err=True)
         raise typer.Exit(1) from None
@@ -103,16 +127,16 @@ def migrate(service: ServiceName) -> None:
     if not info.has_database:
         typer.echo(f"{service} has no database; nothing to do")
         return
-    settings = load_settings(info)
 
     async def run() -> None:
-        db = Database(settings)
+        db = Database(load_settings(info))
         try:
             await upgrade(db, service=info.name, script_location=Path(__file__).parent / info.name / "migrations")
         finally:
             await db.dispose()
 
-    asyncio.run(run())
+    with one_line_errors(f"{service}: migrations not applied"):
+        asyncio.run(run())
     typer.echo(f"{service}: migrations applied")
 
 

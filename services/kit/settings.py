@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, ClassVar, Literal, Self
 
-from pydantic import Field, SecretStr, computed_field, model_validator
+from pydantic import Field, SecretStr, computed_field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from services.kit import catalog
@@ -18,6 +18,7 @@ from services.kit import catalog
 DEFAULT_DATA_DIR = Path(".flotilla")
 DEV_ISSUER = "flotilla-auth"
 DEV_AUDIENCE = "flotilla"
+SUPPORTED_DATABASE_SCHEMES = ("postgresql://", "postgres://", "postgresql+asyncpg://", "sqlite+aiosqlite://")
 
 
 class ServiceSettings(BaseSettings):
@@ -92,6 +93,16 @@ class ServiceSettings(BaseSettings):
         cls.model_config = SettingsConfigDict(
             **{**cls.model_config, "env_prefix": catalog.env_prefix(cls.service_name)}
         )
+
+    @field_validator("database_url")
+    @classmethod
+    def _supported_database(cls, value: SecretStr) -> SecretStr:
+        raw = value.get_secret_value()
+        if raw and not raw.startswith(SUPPORTED_DATABASE_SCHEMES):
+            scheme = raw.partition("://")[0] if "://" in raw else "no scheme"
+            raise ValueError(f"unsupported database URL ({scheme}): use postgresql://user:password@host:port/name, "
+                             "or leave it empty for the embedded SQLite default")
+        return value
 
     @model_validator(mode="after")
     def _production_needs_servers(self) -> Self:
