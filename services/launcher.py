@@ -21,7 +21,7 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import quote, unquote, urlsplit, urlunsplit
 
 import httpx
 
@@ -69,26 +69,42 @@ def available_services() -> list[ServiceInfo]:
     return [s for s in catalog.SERVICES if importlib.util.find_spec(f"services.{s.name}") is not None]
 
 
-def per_service_database_url(base_url: str, service: str) -> str:
-    """One database per service on the given server: ``.../flotilla_<service>``."""
+#: The prefix of the per-service databases when the URL names no database.
+DEFAULT_DATABASE_PREFIX = "flotilla"
+#: Where the launcher connects to create the per-service databases (every server has it).
+MAINTENANCE_DATABASE = "postgres"
+
+
+def database_prefix(base_url: str) -> str:
+    """The database the URL names is the prefix: ``.../dev`` gives ``dev_tasks``, ``dev_auth``..."""
+    return unquote(urlsplit(base_url).path.strip("/")) or DEFAULT_DATABASE_PREFIX
+
+
+def _with_database(base_url: str, name: str) -> str:
     parts = urlsplit(base_url)
-    return urlunsplit((parts.scheme, parts.netloc, f"/flotilla_{service}", parts.query, parts.fragment))
+    return urlunsplit((parts.scheme, parts.netloc, f"/{name}", parts.query, parts.fragment))
+
+
+def per_service_database_url(base_url: str, service: str) -> str:
+    """One database per service on the given server: ``<prefix>_<service>`` (see database_prefix)."""
+    return _with_database(base_url, quote(f"{database_prefix(base_url)}_{service}"))
 
 
 async def ensure_databases(base_url: str, services: list[ServiceInfo]) -> None:
     import asyncpg  # only needed with --database-url
 
-    dsn = base_url.replace("postgresql+asyncpg://", "postgresql://")
-    conn = await asyncpg.connect(dsn, timeout=10)
+    maintenance = _with_database(base_url, MAINTENANCE_DATABASE)
+    conn = await asyncpg.connect(maintenance.replace("postgresql+asyncpg://", "postgresql://"), timeout=10)
     try:
         for service in services:
             if not service.has_database:
                 continue
-            name = f"flotilla_{service.name}"
+            name = f"{database_prefix(base_url)}_{service.name}"
             exists = await conn.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", name)
             if not exists:
-                # The name is ours (catalog constant), quoted anyway.
-                await conn.execute(f'CREATE DATABASE "{name}"')
+                # The name comes partly from the operator's URL: a quoted identifier, quotes doubled.
+                quoted = name.replace('"', '""')
+                await conn.execute(f'CREATE DATABASE "{quoted}"')
     finally:
         await conn.close()
 

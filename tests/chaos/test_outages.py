@@ -21,6 +21,7 @@ import redis
 from services.gateway.settings import GatewaySettings
 from services.kit import catalog
 from services.kit.events import DATA_GROUP, TASK_EVENTS_STREAM
+from services.launcher import per_service_database_url
 from tests.chaos.conftest import DurableRedisServer, Scale, log_dir
 from tests.chaos.traffic import Load, Tally, is_clean_unavailable, is_error_shape
 from tests.support.polling import eventually_sync
@@ -284,7 +285,7 @@ def test_data_service_sigkill_mid_consumption(calm_stack: Stack, chaos_postgres:
     headers = _users(calm_stack, 1, "crash")[0]
     events = 30
     stream = redis.Redis.from_url(chaos_redis.url, decode_responses=True)
-    data_db = chaos_postgres.dsn("flotilla_data", driver="postgresql")
+    data_db = per_service_database_url(chaos_postgres.dsn("postgres", driver="postgresql"), "data")
     try:
         with gateway(calm_stack) as client:
             user_id = client.get("/api/v1/users/me", headers=headers).json()["id"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -21,8 +22,9 @@ __all__ = ["PASSWORD", "bearer", "embedded_stack", "free_port_offset", "gateway"
 
 @pytest.fixture
 def real_stack(postgres_server: PostgresServer, redis_server: RedisServer, tmp_path: Path) -> Iterator[Stack]:
-    # A database name prefix per test keeps stacks apart on the shared server.
-    base = postgres_server.dsn("postgres", driver="postgresql")
+    # A database name prefix per test keeps stacks apart on the shared server: the URL's
+    # database is the prefix of the per-service ones (e2e_<id>_tasks, ...), created on start.
+    base = postgres_server.dsn(f"e2e_{uuid.uuid4().hex[:8]}", driver="postgresql")
     redis_server.flush()  # the services' key prefixes are fixed: start without earlier tests' caches
     stack = Stack(data_dir=tmp_path, database_url=base, redis_url=redis_server.url, port_offset=free_port_offset(),
                   extra_env=STACK_ENV)

@@ -8,6 +8,7 @@ import sys
 
 import pytest
 
+from services.launcher import per_service_database_url
 from tests.support.servers import PostgresServer, free_port
 
 
@@ -48,3 +49,12 @@ def test_debug_shows_the_traceback() -> None:
     result = migrate("notaurl", debug=True)
     assert result.returncode != 0
     assert "Traceback" in result.stderr
+
+
+@pytest.mark.parametrize(("url", "tasks_url"), [
+    ("postgresql://u:p@db:5432/flotilla", "postgresql://u:p@db:5432/flotilla_tasks"),
+    ("postgresql://u:p@db:5432/staging?ssl=require", "postgresql://u:p@db:5432/staging_tasks?ssl=require"),
+    ("postgresql://u:p@db:5432", "postgresql://u:p@db:5432/flotilla_tasks"),
+])
+def test_the_urls_database_name_is_the_prefix_of_every_services_database(url: str, tasks_url: str) -> None:
+    assert per_service_database_url(url, "tasks") == tasks_url
