@@ -85,6 +85,9 @@ def _print_banner(stack: Stack, took: float) -> None:
                 fg=typer.colors.GREEN)
     for service in stack.services:
         typer.echo(f"  {service.name:<8} {stack.url(service):<24} {service.summary}")
+    for dependency, services in stack.dependencies_down().items():
+        typer.secho(f"  warning: {dependency} is unreachable (reported by {services}); running degraded "
+                    "until it answers", fg=typer.colors.YELLOW)
     base = stack.url(catalog.GATEWAY)
     typer.echo(f"\nAPI docs: {base}/docs\nTry it (paste into a shell):\n")
     typer.echo(EXAMPLE.format(base=base))

@@ -219,6 +219,21 @@ class Stack:
                     time.sleep(0.05)
         return time.monotonic() - started
 
+    def dependencies_down(self) -> dict[str, str]:
+        """Dependencies some service reports down (``{"redis": "tasks, users"}``), from each
+        service's full /health report: a stack can be ready with Redis away (it degrades)."""
+        down: dict[str, list[str]] = {}
+        with httpx.Client(timeout=3.0) as client:
+            for service in self.services:
+                try:
+                    checks = client.get(f"{self.url(service)}/health").json().get("checks", {})
+                except (httpx.HTTPError, ValueError):
+                    continue
+                for dependency, check in checks.items():
+                    if isinstance(check, dict) and check.get("status") == "down":
+                        down.setdefault(dependency, []).append(service.name)
+        return {dependency: ", ".join(names) for dependency, names in down.items()}
+
     def raise_if_dead(self, service: ServiceInfo) -> None:
         process = self.processes.get(service.name)
         if process is not None and process.poll() is not None:

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import uuid
+from pathlib import Path
 
 import httpx
 
 from services.kit import catalog
-from services.launcher import Stack
+from services.launcher import Stack, free_port, free_port_offset
 from tests.e2e.conftest import bearer, gateway, register_and_login
 from tests.support.polling import eventually_sync
 
@@ -17,6 +18,7 @@ def email() -> str:
 
 
 def test_embedded_stack_serves_health_and_rejects_anonymous(embedded_stack: Stack) -> None:
+    assert embedded_stack.dependencies_down() == {}  # nothing for the banner to warn about
     with gateway(embedded_stack) as client:
         health = client.get("/health")
         assert health.status_code == 200
@@ -156,3 +158,13 @@ def test_security_edge_cases_through_the_gateway(real_stack: Stack) -> None:
         paths = r.json()["paths"]
         for prefix in ("/api/v1/auth/login", "/api/v1/tasks", "/api/v1/users/me", "/api/v1/stats/me"):
             assert any(p.startswith(prefix) for p in paths), prefix
+
+
+def test_an_unreachable_redis_is_reported_at_start(tmp_path: Path) -> None:
+    """The stack still starts (it degrades), and `flotilla up`'s banner has what to warn about."""
+    stack = Stack(data_dir=tmp_path, redis_url=f"redis://127.0.0.1:{free_port()}/0", port_offset=free_port_offset(),
+                  extra_env={"GATEWAY_REDIS_TIMEOUT_SECONDS": "0.2"})
+    with stack.running(timeout=90):
+        down = stack.dependencies_down()
+    assert set(down) == {"redis"}
+    assert "tasks" in down["redis"]
