@@ -6,10 +6,12 @@ import structlog
 from fastapi import FastAPI, Request, Response
 from starlette.requests import ClientDisconnect
 
+from services.gateway.openapi import TITLE
 from services.gateway.routes import build_router
 from services.gateway.settings import GatewaySettings
 from services.gateway.state import gateway_worker
 from services.kit.app import create_service_app
+from services.kit.docs import install_docs
 
 log = structlog.get_logger("flotilla.gateway")
 
@@ -34,4 +36,5 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         openapi_url=None,
     )
     app.add_exception_handler(ClientDisconnect, _on_client_disconnect)
+    install_docs(app, openapi_url="/openapi.json", title=TITLE)  # the merged document
     return app

@@ -9,13 +9,11 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 
 from fastapi import APIRouter, HTTPException, Request, Response
-from fastapi.openapi.docs import get_swagger_ui_html
-from fastapi.responses import HTMLResponse, JSONResponse
+from fastapi.responses import JSONResponse
 
 from services.gateway.errors import PayloadTooLarge
 from services.gateway.forward import UpstreamReply, UpstreamRequest
 from services.gateway.headers import client_response_headers, upstream_request_headers
-from services.gateway.openapi import TITLE
 from services.gateway.ratelimit import Check
 from services.gateway.state import PUBLIC_ROUTES, Gateway, GatewayDep, get_gateway
 from services.gateway.upstreams import routes, under
@@ -125,11 +123,6 @@ def build_router() -> APIRouter:
     async def openapi(gateway: GatewayDep) -> JSONResponse:
         return JSONResponse(await gateway.openapi.document())
 
-    @router.get("/docs", include_in_schema=False)
-    async def docs() -> HTMLResponse:
-        # Swagger UI's JS/CSS come from FastAPI's default CDN (jsdelivr): the browser needs
-        # internet access for /docs; /openapi.json itself works offline.
-        return get_swagger_ui_html(openapi_url="/openapi.json", title=f"{TITLE} - docs")
 
     for prefix, upstream_name in routes():
         # A plain Starlette route, not a FastAPI one: the proxy has no parameters to

@@ -15,6 +15,7 @@ from fastapi import APIRouter, FastAPI
 from services.kit.breaker import Breakers
 from services.kit.cache import Cache, CacheBackend, MemoryBackend, NoBackend, RedisBackend, redis_client
 from services.kit.db import Database
+from services.kit.docs import install_docs
 from services.kit.errors import install_error_handlers
 from services.kit.health import Health
 from services.kit.logging import configure_logging
@@ -101,8 +102,10 @@ def create_service_app(
     # this service's own (internal) address.
     otel = settings.otel_enabled
     app = FastAPI(title=title, description=description, version=VERSION, lifespan=lifespan,
-                  openapi_url=openapi_url, redirect_slashes=False,
+                  openapi_url=openapi_url, redirect_slashes=False, docs_url=None, redoc_url=None,
                   telemetry={"tracing": otel, "metrics": otel, "logs": otel})
+    if openapi_url is not None:
+        install_docs(app, openapi_url=openapi_url, title=title)
     app.state.metrics = metrics
     app.state.health = health
     app.state.settings = settings

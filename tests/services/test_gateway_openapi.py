@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from services.auth.app import create_app as create_auth_app
+from services.gateway.app import create_app
 from services.gateway.openapi import BEARER, merge
 from services.gateway.state import PUBLIC_ROUTES
-from tests.services.gateway_support import gateway, live_tasks
+from services.tasks.app import create_app as create_tasks_app
+from services.tasks.settings import TasksSettings
+from tests.services.conftest import running, service_env
+from tests.services.gateway_support import gateway, gateway_settings, live_tasks
 from tests.support.auth import auth_settings
 from tests.support.live import Recorder, serve_app
 from tests.support.servers import free_port
@@ -91,3 +98,21 @@ async def test_document_is_cached_between_rebuilds(tmp_path: Path) -> None:
         for _ in range(3):
             assert (await client.get("/openapi.json")).status_code == 200
         assert tasks.count(prefix="/openapi.json") == 1
+
+
+@pytest.mark.parametrize("app_factory", ["gateway", "tasks"])
+async def test_docs_and_redoc_load_every_asset_from_the_service_itself(tmp_path: Path, app_factory: str) -> None:
+    """No CDN: a browser without internet renders /docs and /redoc from what the service serves."""
+    app = (create_app(gateway_settings()) if app_factory == "gateway"
+           else create_tasks_app(TasksSettings(**service_env("TASKS_", data_dir=tmp_path))))
+    async with running(app) as client:
+        for page in ("/docs", "/redoc"):
+            html = (await client.get(page)).text
+            assets = re.findall(r'(?:src|href)="([^"]+)"', html)
+            assert assets, html
+            for asset in assets:
+                assert asset.startswith("/docs-assets/"), f"{page} loads {asset} from elsewhere"
+                fetched = await client.get(asset)
+                assert fetched.status_code == 200, asset
+                assert len(fetched.content) > 1000, asset
+            assert "/openapi.json" in html
