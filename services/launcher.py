@@ -121,6 +121,8 @@ class Stack:
     #: Environment every service gets on top of everything else (tuning for tests and load tests).
     extra_env: Mapping[str, str] = field(default_factory=dict)
     processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+    #: Shared by tasks and data for the internal event ingest (embedded mode); new per run.
+    internal_token: str = field(default_factory=lambda: secrets.token_urlsafe(32))
 
     def port(self, service: ServiceInfo) -> int:
         return service.local_port + self.port_offset
@@ -136,6 +138,7 @@ class Stack:
             f"{prefix}LOG_JSON": "true",
             f"{prefix}MIGRATE_ON_START": "true",
             f"{prefix}JWKS_URL": f"{self.url(catalog.AUTH)}/.well-known/jwks.json",
+            f"{prefix}INTERNAL_TOKEN": self.internal_token,
         }
         if self.database_url and service.has_database:
             env[f"{prefix}DATABASE_URL"] = per_service_database_url(self.database_url, service.name)

@@ -60,7 +60,7 @@ def data_runtime(settings: DataSettings) -> Worker:
         runtime = DataRuntime(settings=settings, recommender=Recommender(kit, settings), consumed=consumed)
         kit.runtime = runtime
         if not settings.ingest_enabled:
-            log.warning("event_ingest_disabled", reason="DATA_INTERNAL_TOKEN is unset or the development default")
+            log.warning("event_ingest_disabled", reason="DATA_INTERNAL_TOKEN is unset")
         async with AsyncExitStack() as stack:
             pruner = ServiceLoop("processed-events-prune", _pruner(kit, settings.processed_events_retention_days),
                                  idle_seconds=PRUNE_INTERVAL_SECONDS, backoff_max_seconds=PRUNE_INTERVAL_SECONDS)

@@ -8,7 +8,7 @@ from typing import Annotated, ClassVar, Self
 
 from pydantic import AfterValidator, Field, SecretStr, model_validator
 
-from services.kit.events import DEV_INTERNAL_TOKEN, TASK_EVENTS_STREAM, checked_stream_name
+from services.kit.events import TASK_EVENTS_STREAM, checked_stream_name
 from services.kit.settings import ServiceSettings
 
 
@@ -19,7 +19,7 @@ class DataSettings(ServiceSettings):
     #: Shared with TASKS_INTERNAL_TOKEN; guards the internal ingest (embedded mode).
     #: The default is for development only: in production the ingest stays closed
     #: until a real token is set.
-    internal_token: SecretStr = SecretStr(DEV_INTERNAL_TOKEN)
+    internal_token: SecretStr = SecretStr("")
     #: The Redis Stream to consume (must keep the shared ACL prefix).
     events_stream: Annotated[str, AfterValidator(checked_stream_name)] = TASK_EVENTS_STREAM
     #: Consumer name in the group; empty means ``<hostname>-<pid>`` (unique per pod).
@@ -56,8 +56,7 @@ class DataSettings(ServiceSettings):
 
     @property
     def ingest_enabled(self) -> bool:
-        token = self.internal_token.get_secret_value()
-        return bool(token) and not (self.environment == "production" and token == DEV_INTERNAL_TOKEN)
+        return bool(self.internal_token.get_secret_value())
 
     @property
     def effective_consumer_name(self) -> str:

@@ -40,9 +40,9 @@ DATA_GROUP = "data"
 #: routed by the gateway and left out of the OpenAPI document.
 INGEST_PATH = "/internal/v1/events"
 INTERNAL_TOKEN_HEADER = "X-Flotilla-Internal-Token"  # noqa: S105 - a header name, not a secret
-#: Development default of TASKS_INTERNAL_TOKEN / DATA_INTERNAL_TOKEN. It is public
-#: (it is in this file), so in production data refuses ingest while it is in use.
-DEV_INTERNAL_TOKEN = "dev-only-internal-token-not-a-secret"  # noqa: S105 - documented dev default
+#: TASKS_INTERNAL_TOKEN / DATA_INTERNAL_TOKEN have no built-in value: a token in the
+#: code would be public, and anyone reaching data's port could forge task events with
+#: it. `flotilla up` generates one per run; without one, data refuses the ingest.
 
 TaskEventType = Literal["task.created", "task.updated", "task.deleted"]
 # Copies of the tasks service's enums (kit must not import a service); a test pins them.

@@ -194,8 +194,13 @@ def outbox_relay(settings: TasksSettings) -> Worker:
             publisher = StreamPublisher(redis_client(redis_url, timeout=settings.redis_timeout_seconds),
                                         stream=settings.events_stream, maxlen=settings.events_stream_maxlen)
         else:
-            publisher = IngestPublisher(kit.http, data_url=settings.data_url,
-                                        token=settings.internal_token.get_secret_value())
+            token = settings.internal_token.get_secret_value()
+            if not token:
+                # Rows stay in the outbox (nothing is lost) and the "events" health check
+                # reports the growing backlog; this says why.
+                log.warning("event_ingest_token_unset", reason="TASKS_INTERNAL_TOKEN is unset and there is no Redis",
+                            effect="events wait in the outbox until a token (and the same on data) is set")
+            publisher = IngestPublisher(kit.http, data_url=settings.data_url, token=token)
         relay = OutboxRelay(kit.database, publisher, settings, kit)
         kit.health.add("events", relay.check, critical=False)
         loop = ServiceLoop("outbox-relay", relay.step, idle_seconds=settings.relay_poll_seconds,

@@ -7,7 +7,7 @@ from typing import Annotated, ClassVar
 from pydantic import AfterValidator, Field, SecretStr
 
 from services.kit import catalog
-from services.kit.events import DEV_INTERNAL_TOKEN, TASK_EVENTS_STREAM, checked_stream_name
+from services.kit.events import TASK_EVENTS_STREAM, checked_stream_name
 from services.kit.settings import ServiceSettings
 
 
@@ -17,8 +17,9 @@ class TasksSettings(ServiceSettings):
     # --- outbox relay -----------------------------------------------------------------
     #: Where events go without Redis (embedded mode): the data service's internal ingest.
     data_url: str = f"http://127.0.0.1:{catalog.DATA.local_port}"
-    #: Shared with DATA_INTERNAL_TOKEN. The default is for development only.
-    internal_token: SecretStr = SecretStr(DEV_INTERNAL_TOKEN)
+    #: Shared with DATA_INTERNAL_TOKEN; only used without Redis (embedded mode), where the
+    #: relay posts events to data's internal ingest. No default: `flotilla up` makes one.
+    internal_token: SecretStr = SecretStr("")
     #: The Redis Stream events are published to (must keep the shared ACL prefix).
     events_stream: Annotated[str, AfterValidator(checked_stream_name)] = TASK_EVENTS_STREAM
     #: Approximate cap of the stream (XADD MAXLEN ~): Redis trims the oldest entries,

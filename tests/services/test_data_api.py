@@ -14,14 +14,14 @@ from typing import Any
 import httpx
 import pytest
 
-from services.kit.events import DEV_INTERNAL_TOKEN, INGEST_PATH, INTERNAL_TOKEN_HEADER
+from services.kit.events import INGEST_PATH, INTERNAL_TOKEN_HEADER
 from tests.services.conftest import running
 from tests.support.error_shape import assert_error_shape
-from tests.support.events import data_app, event
+from tests.support.events import INTERNAL_TOKEN, data_app, event
 from tests.support.polling import eventually
 from tests.support.tokens import auth_header
 
-TOKEN = {INTERNAL_TOKEN_HEADER: DEV_INTERNAL_TOKEN}
+TOKEN = {INTERNAL_TOKEN_HEADER: INTERNAL_TOKEN}
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 
 

@@ -7,9 +7,9 @@ from typing import Any
 
 import httpx
 
-from services.kit.events import DEV_INTERNAL_TOKEN, INGEST_PATH, INTERNAL_TOKEN_HEADER
+from services.kit.events import INGEST_PATH, INTERNAL_TOKEN_HEADER
 from tests.services.conftest import running
-from tests.support.events import data_app, event
+from tests.support.events import INTERNAL_TOKEN, data_app, event
 from tests.support.polling import eventually
 from tests.support.servers import PostgresServer, RedisServer
 from tests.support.tokens import auth_header
@@ -32,7 +32,7 @@ async def test_postgres_down_falls_back_to_cached_popular_items_then_recovers(
     async with running(app) as client:
         events = [event(user, title="Stretch") for user in ("ann", "ben", "cid")] + [event("ann", title="Mine")]
         response = await client.post(INGEST_PATH, json={"events": events},
-                                     headers={INTERNAL_TOKEN_HEADER: DEV_INTERNAL_TOKEN})
+                                     headers={INTERNAL_TOKEN_HEADER: INTERNAL_TOKEN})
         assert response.json()["applied"] == 4
         assert (await recommendations(client, "ann"))["source"] == "personalised"
         async def popular_for_dee() -> dict[str, Any] | None:  # no tasks: popular, cached in Redis

@@ -10,8 +10,8 @@ from pydantic import ValidationError
 from sqlalchemy import select
 
 from services.data.settings import DataSettings
+from services.kit import catalog
 from services.kit.events import (
-    DEV_INTERNAL_TOKEN,
     EVENT_STREAM_PREFIX,
     TASK_EVENTS_STREAM,
     TaskEvent,
@@ -20,6 +20,7 @@ from services.kit.events import (
     from_stream_fields,
     stream_fields,
 )
+from services.launcher import Stack
 from services.tasks.models import OutboxEvent, Priority, Status
 from services.tasks.settings import TasksSettings
 from tests.services.conftest import running
@@ -51,11 +52,20 @@ def test_stream_fields_round_trip() -> None:
     assert from_stream_fields(fields) == TaskEvent.model_validate(payload)
 
 
-def test_production_never_accepts_the_development_token() -> None:
-    production = {"environment": "production", "database_url": "postgresql://u:p@db/data"}
-    assert not DataSettings(**production).ingest_enabled
-    assert DataSettings(**production, internal_token="a-real-secret").ingest_enabled
-    assert DataSettings(internal_token=DEV_INTERNAL_TOKEN).ingest_enabled  # development default
+def test_there_is_no_built_in_ingest_token() -> None:
+    """A token in the code would be public: without a configured one, the ingest is off."""
+    assert DataSettings().internal_token.get_secret_value() == ""
+    assert TasksSettings().internal_token.get_secret_value() == ""
+    assert not DataSettings().ingest_enabled
+    assert DataSettings(internal_token="a-real-secret").ingest_enabled
+
+
+def test_every_flotilla_up_run_shares_a_new_token_between_tasks_and_data() -> None:
+    first, second = Stack(), Stack()
+    assert first.internal_token != second.internal_token
+    assert len(first.internal_token) >= 32
+    for service in (catalog.TASKS, catalog.DATA):
+        assert first.env_for(service)[f"{catalog.env_prefix(service.name)}INTERNAL_TOKEN"] == first.internal_token
 
 
 async def test_outbox_payloads_are_task_events_and_wait_while_data_is_away(tmp_path: Path) -> None:

@@ -27,14 +27,19 @@ def unique_stream() -> str:
     return f"{EVENT_STREAM_PREFIX}test-{uuid.uuid4().hex[:12]}"
 
 
+#: The internal ingest token the test apps share (there is no built-in one).
+INTERNAL_TOKEN = "test-only-internal-token"
+
 def tasks_app(*, database_url: str, redis_url: str = "", data_dir: Path, **extra: Any) -> FastAPI:
-    values = {"relay_poll_seconds": 0.05, "relay_backoff_max_seconds": 0.5, **extra}
+    values = {"relay_poll_seconds": 0.05, "relay_backoff_max_seconds": 0.5, "internal_token": INTERNAL_TOKEN,
+              **extra}
     return create_tasks_app(TasksSettings(**service_env("TASKS_", database_url=database_url, redis_url=redis_url,
                                                         data_dir=data_dir, **values)))
 
 
 def data_app(*, database_url: str, redis_url: str = "", data_dir: Path, **extra: Any) -> FastAPI:
-    values = {"consumer_block_ms": 100, "consumer_backoff_max_seconds": 0.5, "popular_refresh_seconds": 0.05, **extra}
+    values = {"consumer_block_ms": 100, "consumer_backoff_max_seconds": 0.5, "popular_refresh_seconds": 0.05,
+              "internal_token": INTERNAL_TOKEN, **extra}
     return create_data_app(DataSettings(**service_env("DATA_", database_url=database_url, redis_url=redis_url,
                                                       data_dir=data_dir, **values)))
 
