@@ -91,7 +91,9 @@ async def read_secret(ctx: Context, namespace: str, name: str) -> tuple[dict[str
 
 
 async def write_secret(ctx: Context, body: kopf.Body, spec: ServiceSpec, name: str, data: Mapping[str, str],
-                       annotations: Mapping[str, str] | None = None) -> str:
+                       annotations: Mapping[str, str] | None = None, *, existed: bool) -> str:
+    """Write the Secret; ``existed``: ``data`` was derived from the Secret as read, which
+    must then still be there (else the next reconcile starts over from its absence)."""
     obj: dict[str, Any] = {
         "apiVersion": "v1",
         "kind": "Secret",
@@ -105,7 +107,7 @@ async def write_secret(ctx: Context, body: kopf.Body, spec: ServiceSpec, name: s
         "data": {key: base64.b64encode(value.encode()).decode() for key, value in data.items()},
     }
     kopf.adopt(obj, owner=body)
-    applied = await ctx.kube.apply(obj, "secrets")
+    applied = await ctx.kube.apply(obj, "secrets", must_exist=existed)  # Vanished: the next run starts over
     return "" if applied == "unchanged" else f"{applied} Secret {name}"
 
 
@@ -184,7 +186,7 @@ class DatabasePart:
         written = await write_secret(ctx, body, spec, secret_name, {
             "DATABASE_URL": ctx.postgres.database_url(part, password, user=user),
             "host": host, "port": str(port), "user": user, "password": password, "dbname": part.name,
-        }, secret_annotations)
+        }, secret_annotations, existed=existing is not None)
         if written:
             actions.append(written)
         # None, not absent: the status is merge-patched, so only null removes the key.
@@ -255,7 +257,7 @@ class RedisPart:
             "REDIS_URL": ctx.redis.redis_url(part, password),
             "host": ctx.redis.public.host, "port": str(ctx.redis.public.port),
             "username": part.username, "password": password, "keyPrefix": part.key_prefix,
-        }, secret_annotations)
+        }, secret_annotations, existed=existing is not None)
         fields = {"username": part.username, "keyPrefix": part.key_prefix, "secretName": secret_name,
                   "switchedAt": switched_at or None, "previousPasswordAccepted": grace}
         return Outcome(

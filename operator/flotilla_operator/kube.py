@@ -34,6 +34,12 @@ def object_path(api_version: str, plural: str, namespace: str, name: str | None 
     return f"{base}/namespaces/{namespace}/{plural}" + (f"/{name}" if name else "")
 
 
+class Vanished(ProvisioningError):
+    """The object a write was based on was deleted in the meantime: reconcile again."""
+
+    reason = "ChangedMeanwhile"
+
+
 class Kube:
     def __init__(self, *, timeout: float = 15.0) -> None:
         self._info: kopf.ConnectionInfo | None = None
@@ -124,11 +130,19 @@ class Kube:
         names = {resource.get("name") for resource in (payload or {}).get("resources", [])}
         return plurals <= names
 
-    async def apply(self, obj: Mapping[str, Any], plural: str) -> Applied:
-        """Create ``obj``, or patch it when its compared fields differ; never a blind write."""
+    async def apply(self, obj: Mapping[str, Any], plural: str, *, must_exist: bool = False) -> Applied:
+        """Create ``obj``, or patch it when its compared fields differ; never a blind write.
+
+        ``must_exist``: the caller built ``obj`` from the object as it read it; if that is
+        gone by now (deleted meanwhile), raise ``Vanished`` instead of re-creating it
+        from what may be stale data (a deleted credential Secret must come back with a
+        new password, not the old one).
+        """
         meta = obj["metadata"]
         path = object_path(obj["apiVersion"], plural, meta["namespace"], meta["name"])
         current = await self.get(path)
+        if current is None and must_exist:
+            raise Vanished(f"{path} was deleted while it was being updated; reconciling again")
         if current is None:
             status, payload = await self.request(
                 "POST", object_path(obj["apiVersion"], plural, meta["namespace"]), dict(obj)
