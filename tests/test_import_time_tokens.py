@@ -12,6 +12,9 @@ Function and lambda bodies run later, when a test calls them, so they are fine.
 from __future__ import annotations
 
 import ast
+import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -67,12 +70,23 @@ def import_time_token_calls(source: str) -> list[tuple[int, str]]:
     return visitor.found
 
 
-def test_no_test_module_mints_tokens_or_accounts_at_import() -> None:
-    offenders = [
-        f"{path.relative_to(TESTS.parent)}:{line}: {name}() runs at import"
-        for path in sorted(TESTS.rglob("*.py"))
+def offenders_in(tests: Path) -> list[str]:
+    return [
+        f"{path.relative_to(tests.parent)}:{line}: {name}() runs at import"
+        for path in sorted(tests.rglob("*.py"))
         for line, name in import_time_token_calls(path.read_text())
     ]
+
+
+def test_no_test_module_mints_tokens_or_accounts_at_import() -> None:
+    # The whole tree is parsed in a process of its own: CPython 3.11's ast.parse is not
+    # safe while another thread of this process parses ("AST constructor recursion depth
+    # mismatch"), and a long suite may have such a thread running.
+    scan = (f"import json; from tests.test_import_time_tokens import offenders_in; from pathlib import Path; "
+            f"print(json.dumps(offenders_in(Path({str(TESTS)!r}))))")
+    result = subprocess.run([sys.executable, "-c", scan], cwd=TESTS.parent, capture_output=True, text=True,
+                            timeout=120, check=True)
+    offenders = json.loads(result.stdout)
     assert offenders == [], (
         "tokens/accounts made at import expire or spend shared budgets before the test runs; "
         "make them in a fixture or inside the test:\n  " + "\n  ".join(offenders)
