@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Make sure the real servers the tests start (PostgreSQL, Redis, Prometheus/promtool)
+# Make sure the real servers the tests start (PostgreSQL, Redis, Prometheus/promtool) and
+# the load generator the loadtest tests drive (wrk)
 # are installed. Installs them with apt-get when missing and running as root;
 # otherwise says what to install. The tests start and stop their own instances.
 set -euo pipefail
@@ -8,6 +9,7 @@ missing=()
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing+=(postgresql)
 command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
 command -v promtool >/dev/null 2>&1 || missing+=(prometheus)
+command -v wrk >/dev/null 2>&1 || missing+=(wrk)  # the load generator of the loadtest tests
 
 if [ ${#missing[@]} -eq 0 ]; then
   exit 0

@@ -41,8 +41,8 @@ class Slot:
     epoch: int
     version: int
 
-    def full_key(self, prefix: str, version: int | None = None) -> str:
-        return f"{prefix}{self.namespace}:{self.epoch}.{self.version if version is None else version}:{self.key}"
+    def full_key(self, prefix: str) -> str:
+        return f"{prefix}{self.namespace}:{self.epoch}.{self.version}:{self.key}"
 
 
 class CacheBackend(Protocol):

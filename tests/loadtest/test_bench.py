@@ -15,7 +15,6 @@ from pathlib import Path
 import pytest
 
 from loadtest.bench import bench
-from loadtest.generators import ensure_wrk
 from tests.support.servers import PostgresServer, RedisServer
 
 pytestmark = [pytest.mark.postgres, pytest.mark.redis, pytest.mark.slow, pytest.mark.timeout(150)]
@@ -24,11 +23,10 @@ TARGETS = [f"({n})" for n in range(1, 9)]
 STACK = {"gateway", "auth", "users", "tasks", "data", "redis", "postgres"}
 
 
+@pytest.mark.usefixtures("wrk")
 def test_every_target_reports_requests_and_cpu_per_process(
     postgres_server: PostgresServer, redis_server: RedisServer, tmp_path: Path
 ) -> None:
-    if ensure_wrk() is None:
-        pytest.skip("wrk is not installed and cannot be (not root, or no apt-get)")
     summary = bench(connections=4, seconds=1, warmup_seconds=0, users=2, database_url=postgres_server.dsn(),
                     redis_url=redis_server.url, out_dir=tmp_path, measure_up=False)
 

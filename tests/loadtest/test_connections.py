@@ -14,7 +14,6 @@ from pathlib import Path
 import pytest
 
 from loadtest.connections import connections_mode
-from loadtest.generators import ensure_wrk
 from tests.support.servers import PostgresServer, RedisServer
 
 pytestmark = [pytest.mark.postgres, pytest.mark.redis, pytest.mark.slow, pytest.mark.timeout(120)]
@@ -22,11 +21,10 @@ pytestmark = [pytest.mark.postgres, pytest.mark.redis, pytest.mark.slow, pytest.
 CONNECTIONS = 200
 
 
+@pytest.mark.usefixtures("wrk")
 def test_open_loop_over_many_connections_reports_every_request(
     postgres_server: PostgresServer, redis_server: RedisServer, tmp_path: Path
 ) -> None:
-    if ensure_wrk() is None:
-        pytest.skip("wrk is not installed and cannot be (not root, or no apt-get)")
     summary = connections_mode(connections=CONNECTIONS, seconds=2, users=3, capacity_seconds=1,
                                database_url=postgres_server.dsn(), redis_url=redis_server.url, out_dir=tmp_path)
 

@@ -12,7 +12,6 @@ from pathlib import Path
 
 import pytest
 
-from loadtest.generators import ensure_wrk
 from loadtest.scale import TARGETS, scale_mode
 from tests.support.servers import PostgresServer, RedisServer
 
@@ -22,11 +21,10 @@ SIZES = [100, 1000]
 USERS = 2
 
 
+@pytest.mark.usefixtures("wrk")
 def test_every_size_seeds_rows_and_measures_every_target(
     postgres_server: PostgresServer, redis_server: RedisServer, tmp_path: Path
 ) -> None:
-    if ensure_wrk() is None:
-        pytest.skip("wrk is not installed and cannot be (not root, or no apt-get)")
     summary = scale_mode(sizes=SIZES, owners=50, users=USERS, connections=2, seconds=1, warmup_seconds=0,
                          database_url=postgres_server.dsn(), redis_url=redis_server.url, out_dir=tmp_path)
 
