@@ -25,3 +25,11 @@ class BadGateway(DependencyUnavailable):
 
     status_code = 502
     error_code = "bad_gateway"
+
+
+class MethodNotAllowed(FlotillaError):
+    status_code = 405
+    error_code = "method_not_allowed"
+
+    def __init__(self, allowed: list[str]) -> None:
+        super().__init__("method not allowed", headers={"Allow": ", ".join(allowed)})

@@ -42,7 +42,7 @@ from limits.errors import StorageError
 from redis.exceptions import RedisError
 
 from services.kit.errors import TooManyRequests
-from services.kit.lua import LuaScript
+from services.kit.lua import BatchedLuaScript
 
 log = structlog.get_logger("flotilla.gateway.ratelimit")
 
@@ -107,7 +107,7 @@ class EdgeRateLimiter:
         self._memory = SlidingWindowCounterRateLimiter(MemoryStorage())
         self._pool: redis.asyncio.ConnectionPool | None = None
         self._redis: SlidingWindowCounterRateLimiter | None = None
-        self._acquire_all: LuaScript | None = None
+        self._acquire_all: BatchedLuaScript | None = None
         if redis_url:
             # No socket_timeout: redis-py would wrap every write in a task (asyncio.wait_for);
             # _hit puts one asyncio.timeout around the whole Redis exchange instead.
@@ -119,7 +119,9 @@ class EdgeRateLimiter:
             storage = RedisStorage(f"async+{redis_url}", implementation="redispy", key_prefix=KEY_PREFIX,
                                    wrap_exceptions=True, **options)
             self._redis = SlidingWindowCounterRateLimiter(storage)
-            self._acquire_all = LuaScript(redis.asyncio.Redis(connection_pool=self._pool), _ACQUIRE_ALL)
+            # Every proxied request runs it: concurrent requests' limits share a round trip.
+            self._acquire_all = BatchedLuaScript(redis.asyncio.Redis(connection_pool=self._pool), _ACQUIRE_ALL,
+                                                 timeout=redis_timeout)
         self.redis_retry_seconds = redis_retry_seconds
         self.redis_timeout = redis_timeout
         self._redis_down_until = 0.0
@@ -158,7 +160,7 @@ class EdgeRateLimiter:
         return await self._hit_memory(self._memory, checks)
 
     @staticmethod
-    async def _hit_redis(limiter: SlidingWindowCounterRateLimiter, acquire_all: LuaScript,
+    async def _hit_redis(limiter: SlidingWindowCounterRateLimiter, acquire_all: BatchedLuaScript,
                          checks: Sequence[Check]) -> tuple[str, Exceeded] | None:
         pairs = [(check, item) for check in checks for item in check.items]
         keys: list[str] = []
@@ -189,5 +191,7 @@ class EdgeRateLimiter:
         return None
 
     async def close(self) -> None:
+        if self._acquire_all is not None:
+            await self._acquire_all.close()
         if self._pool is not None:
             await self._pool.aclose()

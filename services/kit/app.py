@@ -11,6 +11,7 @@ from typing import TypeVar
 import httpx
 import structlog
 from fastapi import APIRouter, FastAPI
+from starlette.middleware import Middleware
 
 from services.kit.breaker import Breakers
 from services.kit.cache import Cache, CacheBackend, MemoryBackend, NoBackend, RedisBackend, redis_client
@@ -74,8 +75,13 @@ def create_service_app(
     migrations: Path | None = None,
     workers: Sequence[Worker] = (),
     openapi_url: str | None = "/openapi.json",
+    middleware: Sequence[Middleware] = (),
 ) -> FastAPI:
     """Build a Flotilla service: middleware, errors, health, metrics, pools, workers.
+
+    ``middleware`` runs inside the request context (request id, access log, error
+    boundary) and outside metrics and routing: a service's own plain-ASGI paths, which
+    then record their metrics themselves (``ServiceMetrics.record_request``).
 
     ``openapi_url=None`` turns off FastAPI's own schema and docs routes, for a service
     (the gateway) that serves a document of its own at those paths.
@@ -112,6 +118,8 @@ def create_service_app(
     install_error_handlers(app)
     install_error_documentation(app)
     metrics.instrument(app)
+    for item in reversed(middleware):  # add_middleware puts each outside the previous
+        app.add_middleware(item.cls, *item.args, **item.kwargs)
     # Added last = outermost: the request id and error boundary wrap everything else.
     app.add_middleware(RequestContextMiddleware, retry_after_seconds=settings.retry_after_seconds,
                        body_timeout_seconds=settings.body_read_timeout_seconds)

@@ -26,7 +26,7 @@ from cachetools import TTLCache
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-from services.kit.lua import LuaScript
+from services.kit.lua import BatchedLuaScript, LuaScript
 from services.kit.metrics import ServiceMetrics
 
 log = structlog.get_logger("flotilla.cache")
@@ -163,7 +163,8 @@ class RedisBackend:
     def __init__(self, client: Redis, *, timeout: float) -> None:
         self.client = client
         self.timeout = timeout
-        self._lookup = LuaScript(client, _LOOKUP_SCRIPT)
+        # Every cached read runs it: concurrent lookups share a round trip.
+        self._lookup = BatchedLuaScript(client, _LOOKUP_SCRIPT, timeout=timeout)
         self._replace = LuaScript(client, _REPLACE_SCRIPT)
 
     async def lookup(self, epoch_key: str, version_key: str, head: str, tail: str) -> tuple[int, int, bytes | None]:
@@ -193,6 +194,7 @@ class RedisBackend:
             await self.client.ping()
 
     async def close(self) -> None:
+        await self._lookup.close()
         await self.client.aclose()
 
 

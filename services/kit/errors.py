@@ -16,7 +16,7 @@ import orjson
 import structlog
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import Response
 from sqlalchemy import exc as sa_exc
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -143,6 +143,16 @@ def request_id_of(request: Request) -> str:
     return str(getattr(request.state, "request_id", "") or "")
 
 
+def error_body(error_code: str, message: str, details: Mapping[str, Any] | None, request_id: str) -> bytes:
+    """The one error shape, serialised."""
+    return orjson.dumps({
+        "error_code": error_code,
+        "message": message,
+        "details": dict(details) if details is not None else None,
+        "request_id": request_id,
+    })
+
+
 def error_response(
     request: Request,
     status_code: int,
@@ -150,17 +160,12 @@ def error_response(
     message: str,
     details: Mapping[str, Any] | None = None,
     headers: Mapping[str, str] | None = None,
-) -> JSONResponse:
+) -> Response:
     metrics = getattr(request.app.state, "metrics", None)
     if metrics is not None:
         metrics.errors.labels(error_code=error_code).inc()
-    body = {
-        "error_code": error_code,
-        "message": message,
-        "details": dict(details) if details is not None else None,
-        "request_id": request_id_of(request),
-    }
-    return JSONResponse(body, status_code=status_code, headers=dict(headers or {}))
+    return Response(error_body(error_code, message, details, request_id_of(request)), status_code=status_code,
+                    headers=dict(headers or {}), media_type="application/json")
 
 
 def _chain(exc: BaseException) -> Iterator[BaseException]:
@@ -204,16 +209,16 @@ def _validation_details(exc: RequestValidationError) -> dict[str, Any]:
 
 
 def install_error_handlers(app: FastAPI) -> None:
-    async def on_flotilla_error(request: Request, exc: Exception) -> JSONResponse:
+    async def on_flotilla_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, FlotillaError)
         return error_response(request, exc.status_code, exc.error_code, exc.message, exc.details, exc.headers)
 
-    async def on_validation_error(request: Request, exc: Exception) -> JSONResponse:
+    async def on_validation_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, RequestValidationError)
         return error_response(request, 422, "validation_error", "request validation failed",
                               _validation_details(exc))
 
-    async def on_http_error(request: Request, exc: Exception) -> JSONResponse:
+    async def on_http_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, StarletteHTTPException)
         if isinstance(exc.__cause__, RequestBodyTimeout):
             # FastAPI wraps any failure while reading the body into a 400; say what it was.
@@ -226,7 +231,7 @@ def install_error_handlers(app: FastAPI) -> None:
         message = exc.detail if isinstance(exc.detail, str) and exc.detail != phrase else phrase.lower()
         return error_response(request, exc.status_code, code, message, None, exc.headers)
 
-    async def on_integrity_error(request: Request, exc: Exception) -> JSONResponse:
+    async def on_integrity_error(request: Request, exc: Exception) -> Response:
         log.info("integrity_conflict", error_type=type(exc).__name__)
         return error_response(request, 409, "conflict", "the request conflicts with existing data")
 
@@ -256,5 +261,4 @@ def classify_unexpected(
     else:
         log.error("unhandled_exception", error_type=type(exc).__name__, exc_info=exc)
         status, code, message = 500, "internal_error", "an unexpected error occurred"
-    body = orjson.dumps({"error_code": code, "message": message, "details": details, "request_id": request_id})
-    return status, body, headers
+    return status, error_body(code, message, details, request_id), headers

@@ -11,7 +11,7 @@ from __future__ import annotations
 # --- HTTP (prometheus-fastapi-instrumentator) ------------------------------------
 #: Counter; labels: handler, method, status (status grouped as 2xx/4xx/5xx).
 HTTP_REQUESTS_TOTAL = "http_requests_total"
-#: Histogram (seconds); labels: handler, method. Buckets tuned for P50..P99 panels.
+#: Histogram (seconds); labels: handler, method, status. Buckets tuned for P50..P99 panels.
 HTTP_REQUEST_DURATION_SECONDS = "http_request_duration_seconds"
 #: Gauge; labels: method.
 HTTP_REQUESTS_INPROGRESS = "http_requests_inprogress"

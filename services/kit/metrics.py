@@ -9,9 +9,17 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from fastapi import FastAPI
-from prometheus_client import CollectorRegistry, Counter, Gauge, GCCollector, PlatformCollector, ProcessCollector
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    GCCollector,
+    Histogram,
+    PlatformCollector,
+    ProcessCollector,
+)
 from prometheus_fastapi_instrumentator import Instrumentator
-from prometheus_fastapi_instrumentator import metrics as instrumentator_metrics
+from prometheus_fastapi_instrumentator.metrics import Info
 
 from services.kit import metric_names as names
 
@@ -46,6 +54,17 @@ class ServiceMetrics:
             names.ERRORS_TOTAL.removesuffix("_total"), "Error responses by error_code",
             ["error_code"], registry=self.registry,
         )
+        # The instrumentator's two HTTP metrics, with its names and labels, defined here so
+        # that a path served outside FastAPI's routing (the gateway's proxy) records into
+        # the same series: ``record_request``.
+        self.requests = Counter(
+            names.HTTP_REQUESTS_TOTAL.removesuffix("_total"), "Total number of requests by method, status and handler.",
+            ["handler", "method", "status"], registry=self.registry,
+        )
+        self.latency = Histogram(
+            names.HTTP_REQUEST_DURATION_SECONDS, "Latency with only few buckets by handler, method and status.",
+            ["handler", "method", "status"], buckets=names.LATENCY_BUCKETS, registry=self.registry,
+        )
         self.inprogress = Gauge(
             names.HTTP_REQUESTS_INPROGRESS, "HTTP requests being served", ["method"], registry=self.registry,
         )
@@ -61,6 +80,14 @@ class ServiceMetrics:
     def track_pool(self, checked_out: Callable[[], float]) -> None:
         self.db_pool_in_use.set_function(checked_out)
 
+    def record_request(self, handler: str, method: str, status: str, seconds: float) -> None:
+        """One served request; ``status`` grouped as the instrumentator groups it ("2xx")."""
+        self.requests.labels(handler, method, status).inc()
+        self.latency.labels(handler, method, status).observe(seconds)
+
+    def _record_info(self, info: Info) -> None:
+        self.record_request(info.modified_handler, info.method, info.modified_status, info.modified_duration)
+
     def instrument(self, app: FastAPI) -> None:
         instrumentator = Instrumentator(
             should_group_status_codes=True,
@@ -72,12 +99,5 @@ class ServiceMetrics:
             excluded_handlers=UNINSTRUMENTED_PATHS,
             registry=self.registry,
         )
-        instrumentator.add(
-            instrumentator_metrics.requests(metric_name=names.HTTP_REQUESTS_TOTAL, registry=self.registry),
-            instrumentator_metrics.latency(
-                metric_name=names.HTTP_REQUEST_DURATION_SECONDS,
-                buckets=names.LATENCY_BUCKETS,
-                registry=self.registry,
-            ),
-        )
+        instrumentator.add(self._record_info)
         instrumentator.instrument(app).expose(app, endpoint="/metrics", include_in_schema=False)

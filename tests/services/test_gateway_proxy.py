@@ -270,3 +270,30 @@ async def test_a_client_leaving_mid_body_is_not_an_error(tasks: tuple[str, Recor
     assert "unhandled_exception" not in events
     assert sent[0]["status"] == 499  # recorded as the client's doing, not a 500
     assert tasks[1].count() == 0
+
+
+async def test_proxied_requests_are_counted_under_their_route_template(client: httpx.AsyncClient) -> None:
+    """The proxy runs outside FastAPI's routing; it still records the instrumentator's series."""
+    alice = auth_header("alice")
+    assert (await client.get("/api/v1/tasks", headers=alice)).status_code == 200
+    assert_error_shape(await client.get("/api/v1/tasks"), 401, "unauthorized")
+    exposition = (await client.get("/metrics")).text
+    handler = 'handler="/api/v1/tasks{rest:path}"'
+    assert f'http_requests_total{{{handler},method="GET",status="2xx"}} 1.0' in exposition
+    assert f'http_requests_total{{{handler},method="GET",status="4xx"}} 1.0' in exposition
+    assert f'http_request_duration_seconds_count{{{handler},method="GET",status="2xx"}} 1.0' in exposition
+    assert 'flotilla_errors_total{error_code="unauthorized"} 1.0' in exposition
+
+
+async def test_a_method_no_service_takes_is_405_in_the_error_shape(client: httpx.AsyncClient,
+                                                                  tasks: tuple[str, Recorder]) -> None:
+    response = await client.request("TRACE", "/api/v1/tasks", headers=auth_header("alice"))
+    assert_error_shape(response, 405, "method_not_allowed")
+    assert "GET" in response.headers["allow"]
+    assert tasks[1].count() == 0
+
+
+async def test_a_path_only_sharing_a_prefix_is_the_gateways_404(client: httpx.AsyncClient,
+                                                               tasks: tuple[str, Recorder]) -> None:
+    assert_error_shape(await client.get("/api/v1/tasksfoo", headers=auth_header("alice")), 404, "not_found")
+    assert tasks[1].count() == 0
