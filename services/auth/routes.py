@@ -67,7 +67,7 @@ async def login(body: Credentials, request: Request, response: Response, session
         # the password is at hand (the only moment it ever is).
         await crud.set_password_hash(session=session, user=user,
                                      password_hash=await runtime.passwords.hash(body.password))
-    await runtime.throttle.succeeded(email=body.email)
+    await runtime.throttle.succeeded(email=body.email, client=client)
     refresh_token = await crud.issue_refresh_token(session=session, user_id=user.id, ttl=_refresh_ttl(runtime))
     return await _token_pair(runtime, user, refresh_token, response)
 
