@@ -44,6 +44,8 @@ def _refresh_ttl(runtime: AuthRuntime) -> timedelta:
 async def register(body: Registration, request: Request, session: SessionDep, runtime: RuntimeDep) -> UserPublic:
     await runtime.throttle.registration(client=request.client.host if request.client else "unknown")
     if await crud.get_user_by_email(session=session, email=body.email) is not None:
+        # Reveals that the email has an account: accepted for sign-up UX, and bounded by the
+        # per-address budget above (README, "Login limits, and what registration reveals").
         raise Conflict("an account with this email already exists")
     await crud.release_connection(session)
     password_hash = await runtime.passwords.hash(body.password)
