@@ -44,6 +44,8 @@ def _refresh_ttl(runtime: AuthRuntime) -> timedelta:
 async def register(body: Registration, request: Request, session: SessionDep, runtime: RuntimeDep) -> UserPublic:
     await runtime.throttle.registration(client=request.client.host if request.client else "unknown")
     if await crud.get_user_by_email(session=session, email=body.email) is not None:
+        # Reveals that the email has an account: accepted for sign-up UX, and bounded by the
+        # per-address budget above (README, "Login limits, and what registration reveals").
         raise Conflict("an account with this email already exists")
     await crud.release_connection(session)
     password_hash = await runtime.passwords.hash(body.password)
@@ -67,7 +69,7 @@ async def login(body: Credentials, request: Request, response: Response, session
         # the password is at hand (the only moment it ever is).
         await crud.set_password_hash(session=session, user=user,
                                      password_hash=await runtime.passwords.hash(body.password))
-    await runtime.throttle.succeeded(email=body.email)
+    await runtime.throttle.succeeded(email=body.email, client=client)
     refresh_token = await crud.issue_refresh_token(session=session, user_id=user.id, ttl=_refresh_ttl(runtime))
     return await _token_pair(runtime, user, refresh_token, response)
 

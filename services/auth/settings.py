@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import ClassVar, Literal
 
-from limits import parse
+from limits import parse_many
 from pydantic import Field, SecretStr, field_validator
 
 from services.kit.settings import ServiceSettings
@@ -48,13 +48,21 @@ class AuthSettings(ServiceSettings):
     #: (concurrency + queue) x hash time below the gateway's upstream timeout.
     password_hash_queue: int = Field(default=32, ge=0)
 
-    #: Budgets (``limits`` notation): failed logins per account; logins and registrations
-    #: (each costs a password hash) per client address.
-    login_limit_per_account: str = "5/minute"
+    #: Login and registration budgets, in ``limits`` notation; several windows of one
+    #: budget are separated by ";" ("5/minute;20/hour"). Failed logins are counted per
+    #: account *and* client address (the tight budget: an attacker elsewhere never spends
+    #: the owner's), and per account across all addresses (the slow budget against guessing
+    #: from many addresses). A successful login clears both for that account. Keep the
+    #: per-account budget above what one address may spend in its window, so one address
+    #: meets its own limit first; once many addresses have spent it, the owner waits too
+    #: (the trade-off OWASP accepts for throttling). Per client address: every login and
+    #: registration attempt (each costs a password hash).
+    login_limit_per_account_and_ip: str = "5/minute;20/hour"
+    login_limit_per_account: str = "60/hour"
     login_limit_per_ip: str = "20/minute"
 
-    @field_validator("login_limit_per_account", "login_limit_per_ip")
+    @field_validator("login_limit_per_account_and_ip", "login_limit_per_account", "login_limit_per_ip")
     @classmethod
     def _parseable_limit(cls, value: str) -> str:
-        parse(value)  # raises ValueError on anything but "<count>/<period>"
+        parse_many(value)  # raises ValueError on anything but "<count>/<period>[;...]"
         return value

@@ -1,9 +1,22 @@
-"""Login brute-force limits, per account and per client address (the ``limits`` library).
+"""Login brute-force limits (the ``limits`` library), after OWASP's Authentication Cheat Sheet.
 
-Every attempt reserves a unit *before* the password is checked: a check-then-count
+Three budgets, spent narrowest first:
+
+- per client address (``client``): every login and registration attempt from it;
+- per account and client address (``account_client``): the tight one. Failures from an
+  attacker's address spend only that address's budget for the account, so they never
+  lock the owner out from anywhere else;
+- per account across all addresses (``account``): the slow one, against guessing from
+  many addresses. It is the one budget an attacker can spend for the owner: once
+  exhausted, the owner's own correct password waits for it too. That is the accepted
+  trade-off (a delay, never a lockout that renews without end from one address), and
+  why it is set above what one address may spend of it.
+
+Every attempt reserves its units *before* the password is checked: a check-then-count
 limiter lets a burst of parallel guesses all pass the check before any of them is
-counted. A successful login hands the account's units back (clears its window), so
-in effect the account budget counts failures; the address budget counts attempts.
+counted. Narrowest first, so an attempt refused by its address's budgets never spends
+the account's. A successful login hands the account's units back (clears its windows),
+so in effect the account budgets count failures; the address budget counts attempts.
 
 With Redis the windows are shared by every replica (keys under ``auth:``, which is
 what the operator's Redis ACL allows). When Redis is unreachable the limiter falls
@@ -17,9 +30,11 @@ import asyncio
 import hashlib
 import math
 import time
+from collections.abc import Sequence
+from dataclasses import dataclass
 
 import structlog
-from limits import RateLimitItem, parse
+from limits import RateLimitItem, parse_many
 from limits.aio.storage import MemoryStorage, RedisStorage
 from limits.aio.strategies import MovingWindowRateLimiter
 from limits.errors import StorageError
@@ -44,10 +59,23 @@ def _limits_uri(redis_url: str) -> str:
     return "async+" + redis_url
 
 
+@dataclass(frozen=True)
+class Budget:
+    """One budget: its windows, and the scope a 429 names (``details.scope``)."""
+
+    scope: str
+    windows: tuple[RateLimitItem, ...]
+
+    @classmethod
+    def parse(cls, scope: str, spec: str) -> Budget:
+        return cls(scope, tuple(parse_many(spec)))
+
+
 class LoginThrottle:
     def __init__(self, settings: AuthSettings) -> None:
-        self.per_account: RateLimitItem = parse(settings.login_limit_per_account)
-        self.per_ip: RateLimitItem = parse(settings.login_limit_per_ip)
+        self.per_ip = Budget.parse("client", settings.login_limit_per_ip)
+        self.per_account_and_ip = Budget.parse("account_client", settings.login_limit_per_account_and_ip)
+        self.per_account = Budget.parse("account", settings.login_limit_per_account)
         self._fallback = MovingWindowRateLimiter(MemoryStorage())
         self._pool: ConnectionPool | None = None
         self._shared: MovingWindowRateLimiter | None = None
@@ -108,7 +136,9 @@ class LoginThrottle:
 
     async def attempt(self, *, email: str, client: str) -> None:
         """Reserve one login attempt, or raise 429 with Retry-After when a budget is spent."""
-        await self._spend(((self.per_account, "account", _account_key(email)), (self.per_ip, "client", client)))
+        account = _account_key(email)
+        await self._spend(((self.per_ip, (client,)), (self.per_account_and_ip, (account, client)),
+                           (self.per_account, (account,))))
 
     async def registration(self, *, client: str) -> None:
         """Reserve one registration from ``client``: the same per-address budget as logins.
@@ -117,25 +147,35 @@ class LoginThrottle:
         one address would otherwise be unlimited (and fills the hashing queue everyone
         shares).
         """
-        await self._spend(((self.per_ip, "client", client),))
+        await self._spend(((self.per_ip, (client,)),))
 
-    async def _spend(self, budgets: tuple[tuple[RateLimitItem, str, str], ...]) -> None:
-        for item, scope, identifier in budgets:
-            allowed, limiter = await self._hit(item, f"login-{scope}", identifier)
-            if not allowed:
-                retry_after = await self._retry_after(limiter, item, f"login-{scope}", identifier)
-                log.info("login_throttled", scope=scope, key=identifier, retry_after=retry_after)
-                raise TooManyRequests("too many login attempts; retry later", retry_after=retry_after,
-                                      details={"scope": scope})
+    async def _spend(self, budgets: Sequence[tuple[Budget, tuple[str, ...]]]) -> None:
+        for budget, identifiers in budgets:
+            for window in budget.windows:
+                allowed, limiter = await self._hit(window, f"login-{budget.scope}", *identifiers)
+                if not allowed:
+                    retry_after = await self._retry_after(limiter, window, f"login-{budget.scope}", *identifiers)
+                    log.info("login_throttled", scope=budget.scope, key="/".join(identifiers),
+                             retry_after=retry_after)
+                    raise TooManyRequests("too many login attempts; retry later", retry_after=retry_after,
+                                          details={"scope": budget.scope})
 
-    async def succeeded(self, *, email: str) -> None:
-        """The right password: the attempts against this account no longer count."""
-        key = _account_key(email)
+    async def succeeded(self, *, email: str, client: str) -> None:
+        """The right password: the failures against this account no longer count.
+
+        Clears the account's budget and its budget at this address; what other addresses
+        spent at this account stays theirs (their keys are not known here, and need not be:
+        they never stood in the owner's way).
+        """
+        account = _account_key(email)
+        spent = ((self.per_account, (account,)), (self.per_account_and_ip, (account, client)))
         for limiter in (self._shared_usable(), self._fallback):
             if limiter is None:
                 continue
             try:
-                await limiter.clear(self.per_account, "login-account", key)
+                for budget, identifiers in spent:
+                    for window in budget.windows:
+                        await limiter.clear(window, f"login-{budget.scope}", *identifiers)
             except STORAGE_ERRORS as exc:
                 self._unavailable(exc)
 

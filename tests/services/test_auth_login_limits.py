@@ -1,11 +1,11 @@
-"""Login brute-force limits: per account, per client address, shared via Redis, Redis outages."""
+"""Login brute-force limits: per account and address, per account, per client address, shared
+via Redis, Redis outages. The attacks they stop are replayed in tests/security."""
 
 from __future__ import annotations
 
 import uuid
 from pathlib import Path
 
-import httpx
 import pytest
 from redis.asyncio import Redis
 
@@ -20,46 +20,58 @@ from tests.support.auth import (
     running_auth,
     unique_email,
 )
-from tests.support.error_shape import assert_error_shape
+from tests.support.login_limits import assert_throttled, attempt
 from tests.support.servers import PostgresServer, RedisServer
 
-
-async def attempt(client: httpx.AsyncClient, email: str, password: str = "wrong " + PASSWORD) -> httpx.Response:
-    return await client.post("/api/v1/auth/login", json={"email": email, "password": password})
+HOUR = 3600
 
 
-def assert_throttled(response: httpx.Response, scope: str) -> None:
-    body = assert_error_shape(response, 429, "rate_limited")
-    assert body["details"] == {"scope": scope}
-    assert 1 <= int(response.headers["retry-after"]) <= 60
-
-
-async def test_failed_logins_per_account_are_limited(database_url: str, redis_url: str, tmp_path: Path) -> None:
-    settings = auth_settings(database_url=database_url, redis_url=redis_url, data_dir=tmp_path,
-                             login_limit_per_account="3/minute")
-    async with running_auth(settings) as client:
+async def test_failed_logins_per_account_and_address_are_limited(database_url: str, redis_url: str,
+                                                                  tmp_path: Path) -> None:
+    app = create_app(auth_settings(database_url=database_url, redis_url=redis_url, data_dir=tmp_path,
+                                   login_limit_per_account_and_ip="3/minute"))
+    async with running(app), client_at(app, random_ip()) as client, client_at(app, random_ip()) as elsewhere:
         victim, bystander = unique_email("victim"), unique_email("bystander")
         await register(client, victim)
         await register(client, bystander)
         for _ in range(3):
             assert (await attempt(client, victim)).status_code == 401
-        assert_throttled(await attempt(client, victim), "account")
+        assert_throttled(await attempt(client, victim), "account_client")
         # Even the right password waits: otherwise the 429 would confirm each guess.
-        assert_throttled(await attempt(client, victim, PASSWORD), "account")
+        assert_throttled(await attempt(client, victim, PASSWORD), "account_client")
         assert (await attempt(client, bystander, PASSWORD)).status_code == 200
+        assert (await attempt(elsewhere, victim, PASSWORD)).status_code == 200
+
+
+async def test_failed_logins_per_account_across_addresses_are_limited(database_url: str, redis_url: str,
+                                                                       tmp_path: Path) -> None:
+    app = create_app(auth_settings(database_url=database_url, redis_url=redis_url, data_dir=tmp_path,
+                                   login_limit_per_account_and_ip="2/minute", login_limit_per_account="3/hour"))
+    async with (running(app), client_at(app, random_ip()) as first, client_at(app, random_ip()) as second,
+                client_at(app, random_ip()) as third):
+        email = unique_email()
+        await register(first, email)
+        for _ in range(2):
+            assert (await attempt(first, email)).status_code == 401
+        for _ in range(3):  # refused by the address's own budget: the account's stays unspent
+            assert_throttled(await attempt(first, email), "account_client")
+        assert (await attempt(second, email)).status_code == 401
+        assert_throttled(await attempt(third, email), "account", window_seconds=HOUR)
+        # The accepted trade-off: once addresses together spent it, the owner waits too.
+        assert_throttled(await attempt(third, email, PASSWORD), "account", window_seconds=HOUR)
 
 
 async def test_a_successful_login_clears_the_accounts_failures(database_url: str, redis_url: str,
                                                                 tmp_path: Path) -> None:
     settings = auth_settings(database_url=database_url, redis_url=redis_url, data_dir=tmp_path,
-                             login_limit_per_account="3/minute")
+                             login_limit_per_account_and_ip="3/minute", login_limit_per_account="3/hour")
     async with running_auth(settings) as client:
         email = unique_email()
         await register(client, email)
         for _ in range(2):
             assert (await attempt(client, email)).status_code == 401
         assert (await attempt(client, email, PASSWORD)).status_code == 200
-        for _ in range(3):
+        for _ in range(3):  # both budgets start again
             assert (await attempt(client, email)).status_code == 401
 
 
@@ -80,14 +92,18 @@ async def test_windows_are_shared_by_replicas_through_redis_under_the_auth_prefi
     postgres_server: PostgresServer, redis_server: RedisServer, tmp_path: Path
 ) -> None:
     settings = auth_settings(database_url=postgres_server.create_database(f"limits_{uuid.uuid4().hex[:8]}"),
-                             redis_url=redis_server.url, data_dir=tmp_path, login_limit_per_account="2/minute")
-    email = unique_email()
-    async with running_auth(settings) as replica_a, running_auth(settings) as replica_b:
+                             redis_url=redis_server.url, data_dir=tmp_path, login_limit_per_account_and_ip="2/minute",
+                             login_limit_per_account="3/hour")
+    email, ip = unique_email(), random_ip()
+    async with (running_auth(settings, ip=ip) as replica_a, running_auth(settings, ip=ip) as replica_b,
+                running_auth(settings) as replica_b_elsewhere):
         await register(replica_a, email)
         assert (await attempt(replica_a, email)).status_code == 401
         assert (await attempt(replica_b, email)).status_code == 401
-        assert_throttled(await attempt(replica_a, email), "account")
-        assert_throttled(await attempt(replica_b, email), "account")
+        assert_throttled(await attempt(replica_a, email), "account_client")
+        assert_throttled(await attempt(replica_b, email), "account_client")
+        assert (await attempt(replica_b_elsewhere, email)).status_code == 401
+        assert_throttled(await attempt(replica_b_elsewhere, email), "account", window_seconds=HOUR)
 
     redis = Redis.from_url(redis_server.url)
     try:
@@ -107,7 +123,7 @@ async def test_redis_outage_falls_back_to_in_process_limits_never_500(
     redis.start()
     try:
         settings = auth_settings(database_url=postgres_server.create_database(f"limits_out_{uuid.uuid4().hex[:8]}"),
-                                 redis_url=redis.url, data_dir=tmp_path, login_limit_per_account="2/minute",
+                                 redis_url=redis.url, data_dir=tmp_path, login_limit_per_account_and_ip="2/minute",
                                  redis_timeout_seconds=0.3)
         async with running_auth(settings) as client:
             email = unique_email()
@@ -116,7 +132,7 @@ async def test_redis_outage_falls_back_to_in_process_limits_never_500(
             assert (await attempt(client, email, PASSWORD)).status_code == 200
             for _ in range(2):
                 assert (await attempt(client, email)).status_code == 401
-            assert_throttled(await attempt(client, email), "account")
+            assert_throttled(await attempt(client, email), "account_client")
 
             redis.start()
             other = unique_email()
