@@ -5,8 +5,11 @@ API, not the data size. One ``INSERT ... SELECT generate_series`` per table insi
 PostgreSQL: the tasks service's ``tasks`` table and the data service's
 ``task_snapshots`` table get the same rows (the same ids, owners, titles), as if every
 task had been created through tasks and its event consumed by data. Row ``g`` belongs to
-owner ``seed-user-<g mod owners>`` and has title ``seed title <g mod TITLES>``, so every
-title is shared by many users and counts as popular. Ids are derived from ``g``, so a
+owner ``seed-user-<g mod owners>`` and has title ``seed title <g mod TITLES>``, so at
+large sizes every title is shared by many users and counts as popular (at 1 M rows over
+100 K owners: 100 owners a title, each seen first over a week ago); at small sizes the
+titles stay below data's privacy threshold (``DATA_POPULAR_MIN_USERS``) and the popular
+list is empty, still one cache read per request. Ids are derived from ``g``, so a
 second call continues where the first stopped (``start``) and sizes grow by top-up.
 """
 
@@ -24,7 +27,10 @@ TITLES = 1000
 #: Row g's id: a UUID from g, identical in both databases.
 _ID = "md5('flotilla-seed-' || g)::uuid"
 _OWNER = "'seed-user-' || (g % $3)"
-_TITLE = f"'seed title ' || (g % {TITLES})"
+TITLE_SQL = f"'seed title ' || (g % {TITLES})"
+#: ``services.data.titles.title_key`` of it: seed titles are already normalised (lower
+#: case, single spaces), so the key is the SHA-256 of the title itself.
+TITLE_KEY_SQL = f"encode(sha256(convert_to({TITLE_SQL}, 'UTF8')), 'hex')"
 _PRIORITY = "(ARRAY['low','medium','high'])[1 + g % 3]"
 _STATUS = "(ARRAY['todo','in_progress','done'])[1 + g % 3]"
 #: Spread over the last year, one second apart, so keyset pages have distinct times.
@@ -32,12 +38,12 @@ _WHEN = "now() - make_interval(secs => g)"
 
 TASKS_SQL = f"""
 INSERT INTO tasks (id, owner_id, title, description, priority, status, created_at, updated_at)
-SELECT {_ID}, {_OWNER}, {_TITLE}, NULL, {_PRIORITY}, {_STATUS}, {_WHEN}, {_WHEN}
+SELECT {_ID}, {_OWNER}, {TITLE_SQL}, NULL, {_PRIORITY}, {_STATUS}, {_WHEN}, {_WHEN}
 FROM generate_series($1::bigint, $2::bigint) AS g
 """  # noqa: S608 - built from this module's constants only
 SNAPSHOTS_SQL = f"""
-INSERT INTO task_snapshots (task_id, owner_id, title, priority, status, deleted, first_seen_at, version_at)
-SELECT {_ID}, {_OWNER}, {_TITLE}, {_PRIORITY}, {_STATUS}, false, {_WHEN}, {_WHEN}
+INSERT INTO task_snapshots (task_id, owner_id, title, title_key, priority, status, deleted, first_seen_at, version_at)
+SELECT {_ID}, {_OWNER}, {TITLE_SQL}, {TITLE_KEY_SQL}, {_PRIORITY}, {_STATUS}, false, {_WHEN}, {_WHEN}
 FROM generate_series($1::bigint, $2::bigint) AS g
 """  # noqa: S608 - built from this module's constants only
 TABLES = {"tasks": ("tasks", TASKS_SQL), "data": ("task_snapshots", SNAPSHOTS_SQL)}

@@ -9,6 +9,7 @@ from datetime import datetime
 from sqlalchemy import Boolean, Index, String, Uuid
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+from services.data.titles import TITLE_KEY_LENGTH
 from services.kit.db import UTCDateTime
 
 
@@ -26,6 +27,8 @@ class TaskSnapshot(DataBase):
     task_id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True)
     owner_id: Mapped[str] = mapped_column(String(64))
     title: Mapped[str] = mapped_column(String(200))
+    #: ``titles.title_key(title)``: popular titles are counted per key, not per exact text.
+    title_key: Mapped[str] = mapped_column(String(TITLE_KEY_LENGTH))
     # Plain strings: the values are validated by the event contract (kit.events).
     priority: Mapped[str] = mapped_column(String(16))
     status: Mapped[str] = mapped_column(String(16))

@@ -18,6 +18,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.data.models import ProcessedEvent, TaskSnapshot
+from services.data.titles import title_key
 from services.kit.db import utcnow
 from services.kit.events import TaskEvent
 
@@ -49,7 +50,8 @@ async def _remember(session: AsyncSession, events: Sequence[TaskEvent]) -> set[s
 async def _upsert_snapshots(session: AsyncSession, events: Sequence[TaskEvent]) -> None:
     """One upsert for events of distinct tasks (a row cannot be upserted twice in one statement)."""
     statement = _insert(session, TaskSnapshot).values([
-        {"task_id": event.task_id, "owner_id": event.owner_id, "title": event.title, "priority": event.priority,
+        {"task_id": event.task_id, "owner_id": event.owner_id, "title": event.title,
+         "title_key": title_key(event.title), "priority": event.priority,
          "status": event.status, "deleted": event.type == "task.deleted",
          "first_seen_at": event.occurred_at, "version_at": event.occurred_at}
         for event in events
@@ -57,8 +59,8 @@ async def _upsert_snapshots(session: AsyncSession, events: Sequence[TaskEvent]) 
     excluded = statement.excluded
     statement = statement.on_conflict_do_update(
         index_elements=["task_id"],
-        set_={"title": excluded.title, "priority": excluded.priority, "status": excluded.status,
-              "deleted": excluded.deleted, "version_at": excluded.version_at},
+        set_={"title": excluded.title, "title_key": excluded.title_key, "priority": excluded.priority,
+              "status": excluded.status, "deleted": excluded.deleted, "version_at": excluded.version_at},
         # Events of one task can arrive out of order (relay replicas, redeliveries):
         # only a newer event changes the row, and nothing revives a deleted task.
         where=and_(TaskSnapshot.deleted.is_(False), TaskSnapshot.version_at <= excluded.version_at),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import get_args
 
 from sqlalchemy import case, func, select
@@ -47,15 +48,38 @@ async def open_tasks(*, session: AsyncSession, user_id: str, limit: int) -> list
     return [Recommendation(task_id=task_id, title=title, priority=priority) for task_id, title, priority in rows]
 
 
-async def popular_titles(*, session: AsyncSession, limit: int, min_users: int) -> list[Recommendation]:
-    """Titles of live tasks shared by the most users (at least ``min_users`` each)."""
+async def popular_titles(*, session: AsyncSession, limit: int, min_users: int,
+                         users_since: datetime | None = None) -> list[Recommendation]:
+    """Titles of live tasks shared by the most users, at least ``min_users`` each.
+
+    Titles are compared by ``title_key`` (case, width and spacing folded). Only users whose
+    first task was seen at or before ``users_since`` count (None: every user). Of a title's
+    spellings, the one most of those users wrote is shown. How many users is not returned.
+    """
+    counted = [TaskSnapshot.deleted.is_(False)]
+    if users_since is not None:
+        settled = (select(TaskSnapshot.owner_id).group_by(TaskSnapshot.owner_id)
+                   .having(func.min(TaskSnapshot.first_seen_at) <= users_since))
+        counted.append(TaskSnapshot.owner_id.in_(settled))
     users = func.count(func.distinct(TaskSnapshot.owner_id))
-    rows = await session.execute(
-        select(TaskSnapshot.title, users)
-        .where(TaskSnapshot.deleted.is_(False))
-        .group_by(TaskSnapshot.title)
+    keys = list(await session.scalars(
+        select(TaskSnapshot.title_key)
+        .where(*counted)
+        .group_by(TaskSnapshot.title_key)
         .having(users >= min_users)
-        .order_by(users.desc(), TaskSnapshot.title)
+        .order_by(users.desc(), TaskSnapshot.title_key)
         .limit(limit)
+    ))
+    if not keys:
+        return []
+    spellings = await session.execute(
+        select(TaskSnapshot.title_key, TaskSnapshot.title, users)
+        .where(*counted, TaskSnapshot.title_key.in_(keys))
+        .group_by(TaskSnapshot.title_key, TaskSnapshot.title)
     )
-    return [Recommendation(title=title, users=count) for title, count in rows]
+    shown: dict[str, tuple[int, str]] = {}
+    for key, title, count in spellings:
+        best = shown.get(key)
+        if best is None or count > best[0] or (count == best[0] and title < best[1]):
+            shown[key] = (count, title)
+    return [Recommendation(title=shown[key][1]) for key in keys]

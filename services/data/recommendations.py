@@ -9,12 +9,20 @@ snapshot table: seconds at a million rows). No request ever runs it: a backgroun
 refresh recomputes it every ``popular_refresh_seconds`` into the shared cache, and of
 many replicas only one per interval does (``Cache.claim``), so the cost per request is
 one cache read whatever the data size.
+
+Popular titles are other users' text, so they are private until many people share them:
+a title is shown only when ``popular_min_users`` distinct users (k-anonymity, 25 by
+default) have it, compared case- and whitespace-insensitively, counting only users
+whose first task is older than ``popular_min_user_age_seconds`` (a week by default),
+and the number of users is never shown. Planting a title, or confirming a guessed
+private one, takes that many accounts that have been around for that long.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
+from datetime import timedelta
 
 import structlog
 from prometheus_client import Counter
@@ -26,6 +34,7 @@ from services.data.settings import DataSettings
 from services.kit import metric_names as names
 from services.kit.app import Kit
 from services.kit.cache import Cache
+from services.kit.db import utcnow
 
 log = structlog.get_logger("flotilla.data.recommendations")
 
@@ -39,12 +48,14 @@ class Recommender:
         self.timeout = settings.recommendations_timeout_seconds
         self.limit = settings.recommendations_limit
         self.min_users = settings.popular_min_users
+        self.min_user_age = timedelta(seconds=settings.popular_min_user_age_seconds)
         # Same backend as the kit's cache, shorter TTL: popular titles are shared by
         # everyone and may lag a minute; nothing invalidates them.
         self.popular_cache = Cache(kit.cache.backend, prefix=kit.cache.prefix, ttl=settings.popular_cache_ttl_seconds,
                                    metrics=kit.metrics, name="popular")
         self.refresh_seconds = settings.popular_refresh_seconds
-        self._popular_key = f"{self.limit}:{self.min_users}"
+        # Replicas configured differently never share a list.
+        self._popular_key = f"{self.limit}:{self.min_users}:{settings.popular_min_user_age_seconds:g}"
         self.served = Counter(names.RECOMMENDATIONS_TOTAL.removesuffix("_total"),
                               "Recommendation responses by source (personalised, popular, none)", ["source"],
                               registry=kit.metrics.registry)
@@ -86,7 +97,9 @@ class Recommender:
         if not await self.popular_cache.claim(f"popular:{self._popular_key}", ttl=self.refresh_seconds * 0.9):
             return False
         _, slot = await self.popular_cache.lookup("popular", self._popular_key)
+        users_since = utcnow() - self.min_user_age if self.min_user_age else None
         async with self.kit.database.session() as session:
-            items = await queries.popular_titles(session=session, limit=self.limit, min_users=self.min_users)
+            items = await queries.popular_titles(session=session, limit=self.limit, min_users=self.min_users,
+                                                 users_since=users_since)
         await self.popular_cache.store(slot, _ITEMS.dump_json(items))
         return False

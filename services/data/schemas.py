@@ -25,12 +25,13 @@ class StatsPublic(BaseModel):
 
 
 class Recommendation(BaseModel):
+    """One of the caller's open tasks, or a popular title: one that at least
+    ``DATA_POPULAR_MIN_USERS`` users have (how many is not told)."""
+
     title: str
     #: One of the caller's own open tasks (personalised); null for popular titles.
     task_id: uuid.UUID | None = None
     priority: TaskPriority | None = None
-    #: How many users have a task with this title (popular only).
-    users: int | None = None
 
 
 class RecommendationsPublic(BaseModel):

@@ -40,9 +40,16 @@ class DataSettings(ServiceSettings):
     #: Time budget of each step (personalised, popular) before falling back.
     recommendations_timeout_seconds: float = Field(default=0.2, gt=0)
     recommendations_limit: int = Field(default=10, ge=1, le=100)
-    #: A title is shown as "popular" only when at least this many users have it, so
-    #: popular items never reveal one user's task to another.
-    popular_min_users: int = Field(default=3, ge=1)
+    #: Privacy threshold (k-anonymity) of popular titles: a title is shown to other users
+    #: only when at least this many distinct users have a live task with it (titles
+    #: compared case- and whitespace-insensitively), so a popular item never reveals
+    #: one user's private task, and planting one takes this many accounts. The count
+    #: itself is never shown.
+    popular_min_users: int = Field(default=25, ge=1)
+    #: Only users whose first task the data service saw at least this long ago count
+    #: towards ``popular_min_users`` (default 7 days), so fresh accounts made to plant a
+    #: title (or to confirm a guessed one) count for nothing. 0 counts every user.
+    popular_min_user_age_seconds: float = Field(default=7 * 24 * 3600, ge=0)
     popular_cache_ttl_seconds: int = Field(default=60, ge=1)
     #: How often popular titles are recomputed (by one replica); below the cache TTL, so
     #: the cached list never runs out while the refresher is alive.

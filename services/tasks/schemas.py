@@ -8,18 +8,13 @@ from typing import Annotated, Self
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
+from services.kit.validators import multi_line_text, single_line_text
 from services.tasks.models import Priority, Status
 
-
-def _no_nul(value: str) -> str:
-    # PostgreSQL text cannot hold NUL; reject it here as bad input instead of a 500 later.
-    if "\x00" in value:
-        raise ValueError("must not contain NUL characters")
-    return value
-
-
-Title = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200), AfterValidator(_no_nul)]
-Description = Annotated[str, StringConstraints(max_length=5000), AfterValidator(_no_nul)]
+Title = Annotated[
+    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200), AfterValidator(single_line_text)
+]
+Description = Annotated[str, StringConstraints(max_length=5000), AfterValidator(multi_line_text)]
 
 
 class TaskBase(BaseModel):

@@ -2,31 +2,22 @@
 
 from __future__ import annotations
 
-import unicodedata
 from datetime import datetime
 from typing import Annotated
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, StringConstraints
 
-from services.kit.validators import reject_nul
+from services.kit.validators import multi_line_text, single_line_text
 
 DISPLAY_NAME_MAX = 100
 BIO_MAX = 2000
 
-
-def _single_line(value: str) -> str:
-    # A name is shown inline in other people's UIs: no newlines, no control characters
-    # (which covers NUL, rejected everywhere because PostgreSQL text cannot hold it).
-    if any(unicodedata.category(char) == "Cc" for char in value):
-        raise ValueError("must not contain control characters")
-    return value
-
-
+#: Shown inline in other people's UIs: one line, no control or bidi override characters.
 DisplayName = Annotated[
     str, StringConstraints(strip_whitespace=True, min_length=1, max_length=DISPLAY_NAME_MAX),
-    AfterValidator(_single_line),
+    AfterValidator(single_line_text),
 ]
-Bio = Annotated[str, StringConstraints(max_length=BIO_MAX), AfterValidator(reject_nul)]
+Bio = Annotated[str, StringConstraints(max_length=BIO_MAX), AfterValidator(multi_line_text)]
 
 
 class ProfileUpdate(BaseModel):

@@ -3,43 +3,29 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
-import httpx
-
-from services.kit.events import INGEST_PATH, INTERNAL_TOKEN_HEADER
 from tests.services.conftest import running
-from tests.support.events import INTERNAL_TOKEN, data_app, event
-from tests.support.polling import eventually
+from tests.support.data_client import ingest, popular_once, recommendations
+from tests.support.events import data_app, event
 from tests.support.servers import PostgresServer, RedisServer
 from tests.support.tokens import auth_header
-
-
-async def recommendations(client: httpx.AsyncClient, user: str) -> dict[str, Any]:
-    response = await client.get(f"/api/v1/recommendations/{user}", headers=auth_header(user))
-    assert response.status_code == 200, response.text
-    return dict(response.json())
 
 
 async def test_postgres_down_falls_back_to_cached_popular_items_then_recovers(
     own_postgres: PostgresServer, redis_server: RedisServer, tmp_path: Path
 ) -> None:
     # A generous time budget: here the steps fail because PostgreSQL is gone, not on time.
-    # popular_min_users=3 keeps this test's popular cache key apart from other tests'.
+    # popular_min_users=3 keeps this test's popular cache key apart from other tests'; the
+    # events are from now, so every user counts at once.
     app = data_app(database_url=own_postgres.create_database("data"), redis_url=redis_server.url,
-                   data_dir=tmp_path, popular_min_users=3, recommendations_timeout_seconds=5,
+                   data_dir=tmp_path, popular_min_users=3, popular_min_user_age_seconds=0,
+                   recommendations_timeout_seconds=5,
                    db_pool_timeout_seconds=1)
     async with running(app) as client:
         events = [event(user, title="Stretch") for user in ("ann", "ben", "cid")] + [event("ann", title="Mine")]
-        response = await client.post(INGEST_PATH, json={"events": events},
-                                     headers={INTERNAL_TOKEN_HEADER: INTERNAL_TOKEN})
-        assert response.json()["applied"] == 4
+        assert (await ingest(client, *events))["applied"] == 4
         assert (await recommendations(client, "ann"))["source"] == "personalised"
-        async def popular_for_dee() -> dict[str, Any] | None:  # no tasks: popular, cached in Redis
-            body = await recommendations(client, "dee")
-            return body if body["source"] == "popular" else None
-
-        warm = await eventually(popular_for_dee, message="popular titles refreshed")
+        warm = await popular_once(client, "dee")  # no tasks: popular, cached in Redis
 
         own_postgres.stop()
         degraded = await recommendations(client, "ann")
