@@ -12,6 +12,7 @@ from typing import Annotated
 import typer
 
 from services.kit import catalog
+from services.kit.app import VERSION
 from services.kit.db import Database, describe_failure
 from services.kit.migrations import upgrade
 from services.launcher import LaunchError, Stack, available_services
@@ -39,6 +40,20 @@ def one_line_errors(what: str) -> Iterator[None]:
         typer.secho(f"error: {what}: {describe_failure(exc)} (set {DEBUG_ENV}=1 for the traceback)",
                     fg=typer.colors.RED, err=True)
         raise typer.Exit(1) from None
+
+def _print_version(value: bool) -> None:
+    if value:
+        typer.echo(f"flotilla {VERSION}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(
+    version: Annotated[bool, typer.Option("--version", callback=_print_version, is_eager=True,
+                                          help="print the version and exit")] = False,
+) -> None:
+    """Flotilla: Kubernetes-native FastAPI microservices."""
+
 
 ServiceName = Annotated[str, typer.Argument(help=f"one of: {', '.join(s.name for s in catalog.SERVICES)}")]
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
+from importlib.metadata import version
 from pathlib import Path
 from typing import TypeVar
 
@@ -29,7 +30,8 @@ from services.kit.settings import ServiceSettings
 
 log = structlog.get_logger("flotilla.app")
 
-VERSION = "0.1.0"
+#: The installed distribution's version: pyproject.toml is its one source.
+VERSION = version("flotilla")
 
 R = TypeVar("R")
 
@@ -107,8 +109,12 @@ def create_service_app(
     # redirect_slashes=False: "/api/v1/tasks/" is a 404, not a 307 whose Location names
     # this service's own (internal) address.
     otel = settings.otel_enabled
+    # Operation ids "<service>-<endpoint>" ("tasks-list-tasks") instead of FastAPI's
+    # "list_tasks_api_v1_tasks_get": stable names for generated clients, unique across the
+    # merged document because each service's carry its name.
     app = FastAPI(title=title, description=description, version=VERSION, lifespan=lifespan,
                   openapi_url=openapi_url, redirect_slashes=False, docs_url=None, redoc_url=None,
+                  generate_unique_id_function=lambda route: f"{service}-{route.name.replace('_', '-')}",
                   telemetry={"tracing": otel, "metrics": otel, "logs": otel})
     if openapi_url is not None:
         install_docs(app, openapi_url=openapi_url, title=title)

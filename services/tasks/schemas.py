@@ -31,7 +31,8 @@ class TaskCreate(TaskBase):
 
 class TaskUpdate(BaseModel):
     """Only the fields sent change. ``description: null`` clears it; the other fields
-    cannot be empty, so ``null`` for them is a 422 rather than a database error."""
+    cannot be empty, so ``null`` for them is a 422 rather than a database error. A patch
+    with no field at all is a 422 too: it would change nothing but ``updated_at``."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -42,6 +43,8 @@ class TaskUpdate(BaseModel):
 
     @model_validator(mode="after")
     def _required_fields_not_null(self) -> Self:
+        if not self.model_fields_set:
+            raise ValueError("nothing to update; send at least one of title, description, priority, status")
         nulled = [name for name in ("title", "priority", "status")
                   if name in self.model_fields_set and getattr(self, name) is None]
         if nulled:

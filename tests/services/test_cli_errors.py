@@ -1,7 +1,9 @@
-"""What an operator sees when a command fails: one line saying what and what to do, exit 1."""
+"""What an operator sees when a command fails: one line saying what and what to do, exit 1
+(and `--version`)."""
 
 from __future__ import annotations
 
+import importlib.metadata
 import os
 import subprocess
 import sys
@@ -58,3 +60,9 @@ def test_debug_shows_the_traceback() -> None:
 ])
 def test_the_urls_database_name_is_the_prefix_of_every_services_database(url: str, tasks_url: str) -> None:
     assert per_service_database_url(url, "tasks") == tasks_url
+
+
+def test_version_is_the_installed_distributions() -> None:
+    result = subprocess.run([sys.executable, "-m", "services.cli", "--version"], capture_output=True, text=True,
+                            timeout=60, check=True)
+    assert result.stdout.strip() == f"flotilla {importlib.metadata.version('flotilla')}"

@@ -12,6 +12,8 @@ from services.auth.app import create_app as create_auth_app
 from services.gateway.app import create_app
 from services.gateway.openapi import BEARER, merge
 from services.gateway.state import PUBLIC_ROUTES
+from services.kit import catalog
+from services.serve import build_app, load_settings
 from services.tasks.app import create_app as create_tasks_app
 from services.tasks.settings import TasksSettings
 from tests.services.conftest import running, service_env
@@ -116,3 +118,18 @@ async def test_docs_and_redoc_load_every_asset_from_the_service_itself(tmp_path:
                 assert fetched.status_code == 200, asset
                 assert len(fetched.content) > 1000, asset
             assert "/openapi.json" in html
+
+
+def test_operation_ids_are_stable_names_unique_across_services(tmp_path: Path) -> None:
+    """What a client generator turns into method names: "<service>-<endpoint>", never a path."""
+    seen: dict[str, str] = {}
+    for service in catalog.SERVICES:
+        settings = load_settings(service, data_dir=tmp_path / service.name)
+        document = build_app(service, settings).openapi()
+        for path, operations in document["paths"].items():
+            for method, operation in operations.items():
+                operation_id = operation["operationId"]
+                assert re.fullmatch(rf"{service.name}(-[a-z0-9]+)+", operation_id), (method, path, operation_id)
+                assert operation_id not in seen, (operation_id, seen.get(operation_id), path)
+                seen[operation_id] = path
+    assert "tasks-list-tasks" in seen

@@ -167,6 +167,13 @@ async def test_patch_with_null_for_a_required_field_is_422(client: httpx.AsyncCl
     assert cleared.json() == {**task, "description": None, "updated_at": cleared.json()["updated_at"]}
 
 
+async def test_an_empty_patch_is_422_and_changes_nothing(client: httpx.AsyncClient, alice: dict[str, str]) -> None:
+    task = (await client.post("/api/v1/tasks", json={"title": "as is"}, headers=alice)).json()
+    assert_error_shape(await client.patch(f"/api/v1/tasks/{task['id']}", json={}, headers=alice), 422,
+                       "validation_error")
+    assert (await client.get(f"/api/v1/tasks/{task['id']}", headers=alice)).json() == task  # updated_at too
+
+
 async def test_users_cannot_see_or_touch_each_others_tasks(
     client: httpx.AsyncClient, alice: dict[str, str], bob: dict[str, str]
 ) -> None:
