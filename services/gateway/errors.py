@@ -5,14 +5,6 @@ from __future__ import annotations
 from services.kit.errors import DependencyUnavailable, FlotillaError
 
 
-class PayloadTooLarge(FlotillaError):
-    status_code = 413
-    error_code = "payload_too_large"
-
-    def __init__(self, max_bytes: int) -> None:
-        super().__init__(f"request body exceeds {max_bytes} bytes", details={"max_bytes": max_bytes})
-
-
 class UpstreamTimeout(DependencyUnavailable):
     """The upstream accepted the request but did not answer in time: 504 + Retry-After."""
 

@@ -22,14 +22,14 @@ from dataclasses import dataclass
 import structlog
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from services.gateway.errors import MethodNotAllowed, PayloadTooLarge
+from services.gateway.errors import MethodNotAllowed
 from services.gateway.forward import UpstreamReply, UpstreamRequest
 from services.gateway.headers import RawHeaders, client_response_headers, upstream_request_headers
 from services.gateway.ratelimit import Check
 from services.gateway.state import PUBLIC_ROUTES, Gateway
 from services.gateway.upstreams import routes, under
 from services.kit.app import Kit
-from services.kit.errors import BadRequest, FlotillaError, Unauthorized, error_body
+from services.kit.errors import BadRequest, FlotillaError, PayloadTooLarge, Unauthorized, error_body
 from services.kit.security import bearer_token
 
 log = structlog.get_logger("flotilla.gateway")

@@ -39,9 +39,6 @@ class GatewaySettings(ServiceSettings):
     #: an idle connection before the upstream does and never writes into a closing socket.
     upstream_keepalive_expiry_seconds: float = Field(default=5.0, ge=0)
 
-    #: Request bodies above this are refused with 413 before reaching a service.
-    max_body_bytes: int = Field(default=1024 * 1024, ge=0)
-
     #: Rate limits in `limits` notation; several separated by ";" ("20/second;600/minute").
     #: Per user (token subject) and per client IP. Empty disables that limit.
     rate_limit_per_user: str = "100/second"

@@ -128,7 +128,8 @@ def create_service_app(
         app.add_middleware(item.cls, *item.args, **item.kwargs)
     # Added last = outermost: the request id and error boundary wrap everything else.
     app.add_middleware(RequestContextMiddleware, retry_after_seconds=settings.retry_after_seconds,
-                       body_timeout_seconds=settings.body_read_timeout_seconds)
+                       body_timeout_seconds=settings.body_read_timeout_seconds,
+                       max_body_bytes=settings.max_body_bytes)
     app.include_router(health.router())
     for router in routers:
         app.include_router(router)

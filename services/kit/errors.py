@@ -128,6 +128,16 @@ class Overloaded(FlotillaError):
         )
 
 
+class PayloadTooLarge(FlotillaError):
+    """The request body is larger than the service accepts (``max_body_bytes``)."""
+
+    status_code = 413
+    error_code = "payload_too_large"
+
+    def __init__(self, max_bytes: int) -> None:
+        super().__init__(f"request body exceeds {max_bytes} bytes", details={"max_bytes": max_bytes})
+
+
 class RequestBodyTimeout(Exception):
     """The client stopped sending its request body (slowloris, a stalled upload).
 
@@ -220,6 +230,9 @@ def install_error_handlers(app: FastAPI) -> None:
 
     async def on_http_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, StarletteHTTPException)
+        if isinstance(exc.__cause__, FlotillaError):
+            # Raised while FastAPI read the body (PayloadTooLarge): it wraps that into a 400.
+            return await on_flotilla_error(request, exc.__cause__)
         if isinstance(exc.__cause__, RequestBodyTimeout):
             # FastAPI wraps any failure while reading the body into a 400; say what it was.
             return error_response(request, 408, "request_timeout", BODY_TIMEOUT_MESSAGE, None, BODY_TIMEOUT_HEADERS)
@@ -251,7 +264,10 @@ def classify_unexpected(
     """
     details: dict[str, Any] | None = None
     headers: dict[str, str] = {}
-    if isinstance(exc, RequestBodyTimeout):
+    if isinstance(exc, FlotillaError):  # raised outside the routes (the body limit in the middleware)
+        status, code, message, details, headers = (exc.status_code, exc.error_code, exc.message, exc.details,
+                                                   dict(exc.headers))
+    elif isinstance(exc, RequestBodyTimeout):
         status, code, message, headers = 408, "request_timeout", BODY_TIMEOUT_MESSAGE, dict(BODY_TIMEOUT_HEADERS)
     elif _is_database_outage(exc):
         log.warning("dependency_unavailable", dependency="database", error_type=type(exc).__name__)

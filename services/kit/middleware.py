@@ -17,11 +17,12 @@ import orjson
 import structlog
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from services.kit.errors import RequestBodyTimeout, classify_unexpected
+from services.kit.errors import PayloadTooLarge, RequestBodyTimeout, classify_unexpected
 
 log = structlog.get_logger("flotilla.access")
 
 REQUEST_ID_HEADER = b"x-request-id"
+CONTENT_LENGTH_HEADER = b"content-length"
 #: On every response: browsers must not sniff a JSON body into something executable,
 #: and a JSON answer has no business loading anything or being framed.
 SECURITY_HEADERS = ((b"x-content-type-options", b"nosniff"),)
@@ -31,24 +32,33 @@ _VALID_REQUEST_ID = re.compile(rb"^[A-Za-z0-9._:-]{1,128}$")
 _QUIET_PATHS = frozenset({"/health", "/health/live", "/health/ready", "/metrics"})
 
 
-def _incoming_request_id(scope: Scope) -> str:
+def _scan_headers(scope: Scope) -> tuple[str, int]:
+    """The request id (the caller's when valid, else a new one) and the declared body length
+    (0 when none: the server has already refused a malformed Content-Length)."""
+    request_id = ""
+    declared = 0
     for key, value in scope.get("headers", ()):
-        if key == REQUEST_ID_HEADER and _VALID_REQUEST_ID.match(value):
-            return str(value.decode("ascii"))
-    return uuid.uuid4().hex
+        if key == REQUEST_ID_HEADER:
+            if not request_id and _VALID_REQUEST_ID.match(value):
+                request_id = value.decode("ascii")
+        elif key == CONTENT_LENGTH_HEADER and value.isdigit():
+            declared = int(value)
+    return request_id or uuid.uuid4().hex, declared
 
 
 class RequestContextMiddleware:
-    def __init__(self, app: ASGIApp, *, retry_after_seconds: int = 5, body_timeout_seconds: float = 30.0) -> None:
+    def __init__(self, app: ASGIApp, *, retry_after_seconds: int = 5, body_timeout_seconds: float = 30.0,
+                 max_body_bytes: int = 1024 * 1024) -> None:
         self.app = app
         self.retry_after_seconds = retry_after_seconds
         self.body_timeout_seconds = body_timeout_seconds
+        self.max_body_bytes = max_body_bytes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        request_id = _incoming_request_id(scope)
+        request_id, declared_length = _scan_headers(scope)
         scope.setdefault("state", {})["request_id"] = request_id
         started = time.perf_counter()
         status = 500
@@ -75,12 +85,15 @@ class RequestContextMiddleware:
             await send(message)
 
         body_complete = False
+        body_bytes = 0
+        max_body_bytes = self.max_body_bytes
 
         async def receive_with_deadline() -> Message:
             # uvicorn waits for a request body forever; a client that stalls (slowloris)
             # would hold a connection and a task. Each chunk must arrive within the
             # timeout; once the body is complete, receive (disconnect) is left alone.
-            nonlocal body_complete
+            # A body (chunked, or lying about its length) is cut off past max_body_bytes.
+            nonlocal body_complete, body_bytes
             if body_complete:
                 return await receive()
             try:
@@ -90,9 +103,16 @@ class RequestContextMiddleware:
                 raise RequestBodyTimeout() from None
             if message["type"] != "http.request" or not message.get("more_body", False):
                 body_complete = True
+            if message["type"] == "http.request":
+                body_bytes += len(message.get("body", b""))
+                if body_bytes > max_body_bytes:
+                    body_complete = True
+                    raise PayloadTooLarge(max_body_bytes)
             return message
 
         try:
+            if declared_length > max_body_bytes:
+                raise PayloadTooLarge(max_body_bytes)  # refused before a byte of it is read
             await self.app(scope, receive_with_deadline, send_with_request_id)
         except Exception as exc:
             status, body, headers = classify_unexpected(exc, request_id, self.retry_after_seconds)

@@ -62,6 +62,10 @@ class ServiceSettings(BaseSettings):
     redis_timeout_seconds: float = Field(default=0.5, gt=0)
     #: Longest wait for the next chunk of a request body before 408 (slow clients).
     body_read_timeout_seconds: float = Field(default=30.0, gt=0)
+    #: Request bodies above this are refused with 413: from Content-Length before anything
+    #: is read, or as soon as a streamed body passes it. The gateway refuses them before
+    #: proxying; every service enforces it on its own port too.
+    max_body_bytes: int = Field(default=1024 * 1024, ge=0)
 
     #: JWT verification: tokens must carry this issuer and audience.
     jwt_issuer: str = DEV_ISSUER
