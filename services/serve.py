@@ -21,6 +21,8 @@ from fastapi import FastAPI
 
 from services.kit.catalog import ServiceInfo
 from services.kit.health import Health
+from services.kit.http_limits import HttpLimits, protocol_with
+from services.kit.metrics import ServiceMetrics
 from services.kit.settings import ServiceSettings
 
 GRACEFUL_TIMEOUT_ENV = "FLOTILLA_GRACEFUL_TIMEOUT"
@@ -95,12 +97,19 @@ def serve(service: ServiceInfo, *, host: str, port: int, settings: ServiceSettin
     ensure_port_free(host, port)
     raise_open_files_limit()
     app = build_app(service, settings)
+    metrics = cast(ServiceMetrics, app.state.metrics)
+
+    def count_refusal(error_code: str) -> None:
+        metrics.errors.labels(error_code=error_code).inc()
+
     config = uvicorn.Config(
         app,
         host=host,
         port=port,
         loop="auto",  # uvloop when installed
-        http="auto",  # httptools when installed
+        # httptools with head size/count/time and connection limits (uvicorn has none of
+        # them; its limit_concurrency answers text/plain 503s on connections it keeps).
+        http=protocol_with(HttpLimits.of(settings), on_refusal=count_refusal),
         lifespan="on",
         access_log=False,  # RequestContextMiddleware logs one structured line per request
         log_config=None,  # structlog is configured by the app factory

@@ -138,6 +138,27 @@ class PayloadTooLarge(FlotillaError):
         super().__init__(f"request body exceeds {max_bytes} bytes", details={"max_bytes": max_bytes})
 
 
+class RequestHeadTooLarge(FlotillaError):
+    """The request line and headers exceed a size or count limit (answered by the server protocol)."""
+
+    status_code = 431
+    error_code = "request_header_fields_too_large"
+
+    def __init__(self, limit: str, value: int) -> None:
+        what = "bytes" if limit == "max_header_bytes" else "header fields"
+        super().__init__(f"the request head exceeds {value} {what}", details={limit: value})
+
+
+class RequestHeadTimeout(FlotillaError):
+    """The client did not finish sending its request head in time (answered by the server protocol)."""
+
+    status_code = 408
+    error_code = "request_timeout"
+
+    def __init__(self, seconds: float) -> None:
+        super().__init__("the request head did not arrive in time", details={"timeout_seconds": seconds})
+
+
 class RequestBodyTimeout(Exception):
     """The client stopped sending its request body (slowloris, a stalled upload).
 

@@ -67,6 +67,22 @@ class ServiceSettings(BaseSettings):
     #: proxying; every service enforces it on its own port too.
     max_body_bytes: int = Field(default=1024 * 1024, ge=0)
 
+    # Limits on the request head, enforced by the server protocol (services/kit/http_limits.py)
+    # before the app sees anything; answered in the error shape, then the connection closes.
+    #: Request line + headers, in bytes; above it 431. A bearer token is ~1 KiB.
+    max_header_bytes: int = Field(default=32 * 1024, ge=1024)
+    #: Header fields per request; above it 431.
+    max_header_count: int = Field(default=100, ge=1)
+    #: Longest time from connecting (or from the first byte of a following request on a
+    #: kept-alive connection) to the end of the request head; then 408 and close. Bounds
+    #: slowloris clients; generous enough for a load generator that opens thousands of
+    #: connections before it sends on them (`loadtest connections`).
+    header_read_timeout_seconds: float = Field(default=30.0, gt=0)
+    #: Open client connections per process. A new connection beyond it gets 503 + Retry-After
+    #: and is closed at once, so a flood of idle connections cannot exhaust the process.
+    #: Above the 10,000 keep-alive connections the gateway is benchmarked with.
+    max_connections: int = Field(default=16_384, ge=1)
+
     #: JWT verification: tokens must carry this issuer and audience.
     jwt_issuer: str = DEV_ISSUER
     jwt_audience: str = DEV_AUDIENCE

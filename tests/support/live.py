@@ -54,16 +54,18 @@ def port_of(base_url: str) -> int:
 
 
 @asynccontextmanager
-async def serve_app(app: ASGIApp, *, port: int = 0, host: str = "127.0.0.1") -> AsyncIterator[str]:
+async def serve_app(app: ASGIApp, *, port: int = 0, host: str = "127.0.0.1",
+                    http: type[asyncio.Protocol] | str = "auto") -> AsyncIterator[str]:
     """Run ``app`` (lifespan included) under uvicorn; yield its base URL; stop it on exit.
 
     The socket is bound here (port 0 = any free port), so there is no race between
-    picking a port and listening on it.
+    picking a port and listening on it. ``http``: the protocol, as ``uvicorn.Config`` takes
+    it (the limited one of services/kit/http_limits.py, as `flotilla serve` runs).
     """
     sock = _bound_socket(host, port)
     bound_port = sock.getsockname()[1]
     config = uvicorn.Config(app, lifespan="on", log_config=None, access_log=False,
-                            timeout_graceful_shutdown=5, server_header=False)
+                            timeout_graceful_shutdown=5, server_header=False, http=http)
     server = _InProcessServer(config)
 
     async def run() -> None:
