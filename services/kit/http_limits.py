@@ -152,8 +152,11 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
                 self._receive_past_head_budget(data)
                 return
             self._head_bytes = seen
-            if self._head_since is None:
-                self._start_head_clock()
+            if self._head_since is None:  # the first bytes of a head (inlined: once per request)
+                self._head_since = self.loop.time()
+                if self._head_timer is None:
+                    self._head_timer = self.loop.call_at(self._head_since + self._head_timeout,
+                                                         self._check_head_clock)
         self._feed(data)
 
     def _receive_past_head_budget(self, data: bytes | memoryview) -> None:
