@@ -35,14 +35,20 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import httptools
-import orjson
 import structlog
 from uvicorn.config import Config
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 from uvicorn.protocols.utils import get_remote_addr
 from uvicorn.server import ServerState
 
-from services.kit.errors import BadRequest, FlotillaError, Overloaded, RequestHeadTimeout, RequestHeadTooLarge
+from services.kit.errors import (
+    BadRequest,
+    FlotillaError,
+    Overloaded,
+    RequestHeadTimeout,
+    RequestHeadTooLarge,
+    error_body,
+)
 from services.kit.middleware import JSON_SECURITY_HEADERS, SECURITY_HEADERS
 from services.kit.settings import ServiceSettings
 
@@ -69,8 +75,7 @@ class HttpLimits:
 def raw_error_response(error: FlotillaError) -> bytes:
     """A whole HTTP/1.1 response in the error shape, for answers the app never sees."""
     request_id = uuid.uuid4().hex
-    body = orjson.dumps({"error_code": error.error_code, "message": error.message, "details": error.details,
-                         "request_id": request_id})
+    body = error_body(error.error_code, error.message, error.details, request_id)
     headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
                (b"connection", b"close"), (b"x-request-id", request_id.encode()), *SECURITY_HEADERS,
                *JSON_SECURITY_HEADERS,
