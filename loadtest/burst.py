@@ -175,16 +175,17 @@ class Burst:
             return time.monotonic() - started
 
 
-async def _breaker_state(client: httpx.AsyncClient, gateway_url: str) -> tuple[str, dict[str, Any]]:
+async def _breaker_state(client: httpx.AsyncClient, report_url: str) -> tuple[str, dict[str, Any]]:
+    """The gateway's breaker for auth, from its full /health report (on its metrics port)."""
     try:
-        report_body = (await client.get(f"{gateway_url}/health")).json()
+        report_body = (await client.get(f"{report_url}/health")).json()
     except (httpx.HTTPError, ValueError):
         return "unknown", {}
     auth = report_body.get("checks", {}).get(catalog.AUTH.name, {})
     return str(auth.get("breaker", "unknown")), auth
 
 
-async def _burst_with_watch(burst: Burst, gateway_url: str) -> tuple[float, Counter[str]]:
+async def _burst_with_watch(burst: Burst, report_url: str) -> tuple[float, Counter[str]]:
     """Run the burst while polling the gateway's breaker for auth; the states seen."""
     seen: Counter[str] = Counter()
     done = asyncio.Event()
@@ -192,7 +193,7 @@ async def _burst_with_watch(burst: Burst, gateway_url: str) -> tuple[float, Coun
     async def watch() -> None:
         async with httpx.AsyncClient(timeout=5.0) as client:
             while not done.is_set():
-                seen[(await _breaker_state(client, gateway_url))[0]] += 1
+                seen[(await _breaker_state(client, report_url))[0]] += 1
                 with suppress(TimeoutError):
                     await asyncio.wait_for(done.wait(), BREAKER_POLL_SECONDS)
 
@@ -205,7 +206,7 @@ async def _burst_with_watch(burst: Burst, gateway_url: str) -> tuple[float, Coun
     return took, seen
 
 
-async def _after(burst: Burst, gateway_url: str) -> dict[str, Any]:
+async def _after(burst: Burst, report_url: str) -> dict[str, Any]:
     """One normal login right after the burst, then the breaker's state."""
     async with httpx.AsyncClient(timeout=burst.timeout) as client:
         credentials = burst.registered[0] if burst.registered else None
@@ -219,7 +220,7 @@ async def _after(burst: Burst, gateway_url: str) -> dict[str, Any]:
         except httpx.HTTPError as exc:
             status = type(exc).__name__
         login_ms = 1000 * (time.monotonic() - begun)
-        state, auth_check = await _breaker_state(client, gateway_url)
+        state, auth_check = await _breaker_state(client, report_url)
     return {"login_status": status, "login_ok": status == 200, "login_ms": round(login_ms, 1),
             "breaker": state, "auth_check": auth_check}
 
@@ -241,9 +242,9 @@ def burst_mode(*, users: int = 200, rate: float = 50, retry: bool = False, max_r
         burst = Burst(gateway_url, users, rate, retry, max_retries=max_retries)
         meter = CpuMeter({**private.pids(), **_server_pids(found.database_url, found.redis_url)})
         meter.start()
-        took, breaker_seen = asyncio.run(_burst_with_watch(burst, gateway_url))
+        took, breaker_seen = asyncio.run(_burst_with_watch(burst, private.metrics_url(gateway)))
         meter.stop()
-        after = asyncio.run(_after(burst, gateway_url))
+        after = asyncio.run(_after(burst, private.metrics_url(gateway)))
     rows = {name: s.row() for name, s in burst.stats.items()}
     answered = sum(r["requests"] - r["transport error"] for r in rows.values())
     cpu = meter.ms_per_request(answered)

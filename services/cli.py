@@ -15,6 +15,7 @@ from services.kit import catalog
 from services.kit.app import VERSION
 from services.kit.db import Database, describe_failure
 from services.kit.migrations import upgrade
+from services.kit.ports import default_metrics_port
 from services.launcher import LaunchError, Stack, available_services
 from services.serve import PortInUse, load_settings, serve
 
@@ -127,12 +128,15 @@ def serve_command(
     host: Annotated[str, typer.Option(envvar="FLOTILLA_HOST")] = "127.0.0.1",
     port: Annotated[int | None, typer.Option(envvar="FLOTILLA_PORT",
                                              help="default: the service's local port")] = None,
+    metrics_port: Annotated[int | None, typer.Option(envvar="FLOTILLA_METRICS_PORT",
+                                                     help="/metrics and the full /health; default: port + 1000")
+                            ] = None,
 ) -> None:
     """Run one service (what a container runs)."""
     info = _service(service)
     try:
         with one_line_errors(f"{service} did not start"):
-            serve(info, host=host, port=port or info.local_port)
+            serve(info, host=host, port=port or info.local_port, metrics_port=metrics_port)
     except PortInUse as exc:
         typer.secho(f"error: {exc}", fg=typer.colors.RED, err=True)
         raise typer.Exit(1) from None
@@ -169,11 +173,12 @@ def loadtest(ctx: typer.Context) -> None:
 
 @app.command("services")
 def list_services() -> None:
-    """List the services, their local ports and routes."""
+    """List the services, their local ports (API, metrics) and routes."""
     present = {s.name for s in available_services()}
     for s in catalog.SERVICES:
         flag = "" if s.name in present else "  (not installed)"
-        typer.echo(f"{s.name:<8} :{s.local_port}  {', '.join(s.routes) or '-':<40} {s.summary}{flag}")
+        ports = f":{s.local_port} :{default_metrics_port(s.local_port)}"
+        typer.echo(f"{s.name:<8} {ports}  {', '.join(s.routes) or '-':<40} {s.summary}{flag}")
 
 
 def main() -> None:

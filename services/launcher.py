@@ -27,6 +27,7 @@ import httpx
 
 from services.kit import catalog
 from services.kit.catalog import ServiceInfo
+from services.kit.ports import default_metrics_port
 from services.serve import PortInUse, ensure_port_free
 
 
@@ -47,9 +48,10 @@ def free_port_offset(host: str = "127.0.0.1") -> int:
     Offsets land the ports in 10000-29999, below Linux's ephemeral range (32768+), so
     outgoing connections of other processes cannot grab them between check and bind.
     """
-    ports = [s.local_port for s in catalog.SERVICES]
+    api_ports = [s.local_port for s in catalog.SERVICES]
+    ports = api_ports + [default_metrics_port(port) for port in api_ports]
     for _ in range(100):
-        offset = 10000 + secrets.randbelow(20000 - 10) - min(ports)
+        offset = 10000 + secrets.randbelow(20000 - 10) - min(api_ports)
         try:
             for port in ports:
                 ensure_port_free(host, port + offset)
@@ -59,9 +61,10 @@ def free_port_offset(host: str = "127.0.0.1") -> int:
     raise LaunchError("no free block of ports for the services")
 
 
-def serve_command(service: ServiceInfo, *, host: str, port: int) -> list[str]:
+def serve_command(service: ServiceInfo, *, host: str, port: int, metrics_port: int | None = None) -> list[str]:
     """How every service process is started: ``flotilla serve`` with this interpreter."""
-    return [sys.executable, "-m", "services.cli", "serve", service.name, "--host", host, "--port", str(port)]
+    command = [sys.executable, "-m", "services.cli", "serve", service.name, "--host", host, "--port", str(port)]
+    return command if metrics_port is None else [*command, "--metrics-port", str(metrics_port)]
 
 
 def available_services() -> list[ServiceInfo]:
@@ -130,6 +133,10 @@ class Stack:
     def url(self, service: ServiceInfo) -> str:
         return f"http://{self.host}:{self.port(service)}"
 
+    def metrics_url(self, service: ServiceInfo) -> str:
+        """Where the service's /metrics and full /health report are (``services.kit.ports``)."""
+        return f"http://{self.host}:{default_metrics_port(self.port(service))}"
+
     def env_for(self, service: ServiceInfo) -> dict[str, str]:
         prefix = catalog.env_prefix(service.name)
         env = {
@@ -157,11 +164,12 @@ class Stack:
 
     def check_ports(self) -> None:
         for service in self.services:
-            try:
-                ensure_port_free(self.host, self.port(service))
-            except PortInUse as exc:
-                raise LaunchError(f"cannot start {service.name}: {exc}. Stop whatever uses it "
-                                  f"(`ss -ltnp 'sport = :{self.port(service)}'`) and try again.") from None
+            for port in (self.port(service), default_metrics_port(self.port(service))):
+                try:
+                    ensure_port_free(self.host, port)
+                except PortInUse as exc:
+                    raise LaunchError(f"cannot start {service.name}: {exc}. Stop whatever uses it "
+                                      f"(`ss -ltnp 'sport = :{port}'`) and try again.") from None
 
     def start(self) -> None:
         self.check_ports()
@@ -229,7 +237,7 @@ class Stack:
         with httpx.Client(timeout=3.0) as client:
             for service in self.services:
                 try:
-                    checks = client.get(f"{self.url(service)}/health").json().get("checks", {})
+                    checks = client.get(f"{self.metrics_url(service)}/health").json().get("checks", {})
                 except (httpx.HTTPError, ValueError):
                     continue
                 for dependency, check in checks.items():

@@ -23,6 +23,7 @@ from services.kit.catalog import ServiceInfo
 from services.kit.health import Health
 from services.kit.http_limits import HttpLimits, protocol_with
 from services.kit.metrics import ServiceMetrics
+from services.kit.ports import SplitPorts, default_metrics_port
 from services.kit.settings import ServiceSettings
 
 GRACEFUL_TIMEOUT_ENV = "FLOTILLA_GRACEFUL_TIMEOUT"
@@ -92,9 +93,25 @@ def raise_open_files_limit() -> int:
     return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
 
 
-def serve(service: ServiceInfo, *, host: str, port: int, settings: ServiceSettings | None = None) -> None:
+def listening_socket(host: str, port: int) -> socket.socket:
+    family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+    sock = socket.socket(family, kind, proto)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind(address)
+    except OSError as exc:
+        sock.close()
+        raise PortInUse(f"port {port} on {host} is already in use ({exc.strerror})") from None
+    return sock
+
+
+def serve(service: ServiceInfo, *, host: str, port: int, metrics_port: int | None = None,
+          settings: ServiceSettings | None = None) -> None:
+    """Serve the API on ``port`` and metrics + the full health report on ``metrics_port``
+    (default ``port + 1000``), one process, one server (``services.kit.ports``)."""
     settings = settings or load_settings(service)
-    ensure_port_free(host, port)
+    metrics_port = default_metrics_port(port) if metrics_port is None else metrics_port
+    sockets = [listening_socket(host, port), listening_socket(host, metrics_port)]
     raise_open_files_limit()
     app = build_app(service, settings)
     metrics = cast(ServiceMetrics, app.state.metrics)
@@ -103,9 +120,7 @@ def serve(service: ServiceInfo, *, host: str, port: int, settings: ServiceSettin
         metrics.errors.labels(error_code=error_code).inc()
 
     config = uvicorn.Config(
-        app,
-        host=host,
-        port=port,
+        SplitPorts(app, metrics_port=metrics_port),
         loop="auto",  # uvloop when installed
         # httptools with head size/count/time and connection limits (uvicorn has none of
         # them; its limit_concurrency answers text/plain 503s on connections it keeps).
@@ -121,4 +136,4 @@ def serve(service: ServiceInfo, *, host: str, port: int, settings: ServiceSettin
         server_header=False,
     )
     health = cast(Health, app.state.health)
-    DrainingServer(config, health, settings.shutdown_drain_seconds).run()
+    DrainingServer(config, health, settings.shutdown_drain_seconds).run(sockets=sockets)

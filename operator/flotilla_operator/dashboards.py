@@ -23,7 +23,8 @@ from services.kit import metric_names as m
 #: Label on Services (set by charts/service) that the ServiceMonitor selects and turns
 #: into the ``job`` label of every scraped series.
 SERVICE_LABEL: Final = "app.kubernetes.io/name"
-METRICS_PORT_NAME: Final = "http"
+#: The Service port (charts/service) where /metrics is served: never the API port.
+METRICS_PORT_NAME: Final = "metrics"
 RATE: Final = "$__rate_interval"
 
 #: Multi-window, multi-burn-rate alerts (Google SRE workbook, "Alerting on SLOs", table 5-8):

@@ -28,6 +28,10 @@ class ServiceInfo:
 
 
 CONTAINER_PORT = 8000
+#: Every service also listens on its API port + this, for /metrics and the full /health
+#: (``services.kit.ports``): 8000 -> 9000 in a container, 8003 -> 9003 locally.
+METRICS_PORT_OFFSET = 1000
+CONTAINER_METRICS_PORT = CONTAINER_PORT + METRICS_PORT_OFFSET
 
 GATEWAY = ServiceInfo(
     name="gateway",

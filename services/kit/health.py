@@ -3,9 +3,13 @@
 ``/health/live``  -- 200 while the process can answer; never touches dependencies,
                      so a database outage never gets pods restarted.
 ``/health/ready`` -- 200 when every *critical* dependency answers; 503 otherwise and
-                     while draining for shutdown, so traffic moves away first.
+                     while draining for shutdown, so traffic moves away first. The
+                     dependency checks' result is reused for ``READY_CACHE_SECONDS``, and
+                     concurrent probes share one run: probes (or a flood of them on
+                     the public port) never multiply the load on the dependencies.
 ``/health``       -- every check: healthy | degraded (a non-critical dep is down) |
-                     unhealthy (a critical one is).
+                     unhealthy (a critical one is). Served on the metrics port only
+                     (``services.kit.ports``): it calls every dependency each time.
 """
 
 from __future__ import annotations
@@ -38,12 +42,18 @@ class HealthCheck:
     describe: DescribeFn | None = None
 
 
+#: How long a readiness result is reused.
+READY_CACHE_SECONDS = 1.0
+
+
 class Health:
     def __init__(self, metrics: ServiceMetrics, *, retry_after_seconds: int) -> None:
         self.metrics = metrics
         self.retry_after_seconds = retry_after_seconds
         self.checks: list[HealthCheck] = []
         self.draining = False
+        self._ready: tuple[float, dict[str, dict[str, Any]]] | None = None
+        self._ready_lock = asyncio.Lock()
 
     def add(self, name: str, check: CheckFn, *, critical: bool, timeout_seconds: float = 2.0,
             describe: DescribeFn | None = None) -> None:
@@ -72,6 +82,17 @@ class Health:
         results = await asyncio.gather(*(self._run_one(c) for c in selected))
         return {c.name: r for c, r in zip(selected, results, strict=True)}
 
+    async def readiness(self) -> dict[str, dict[str, Any]]:
+        """The critical checks' results, at most ``READY_CACHE_SECONDS`` old."""
+        if self._ready is not None and time.monotonic() - self._ready[0] < READY_CACHE_SECONDS:
+            return self._ready[1]
+        async with self._ready_lock:  # one run for all the probes waiting on it
+            if self._ready is not None and time.monotonic() - self._ready[0] < READY_CACHE_SECONDS:
+                return self._ready[1]
+            results = await self.run(critical_only=True)
+            self._ready = (time.monotonic(), results)
+            return results
+
     @staticmethod
     def overall(results: dict[str, dict[str, Any]]) -> Literal["healthy", "degraded", "unhealthy"]:
         down = [r for r in results.values() if r["status"] != "up"]
@@ -91,7 +112,7 @@ class Health:
         async def ready() -> JSONResponse:
             if self.draining:
                 return JSONResponse({"status": "draining", "checks": {}}, status_code=503, headers=retry_after)
-            results = await self.run(critical_only=True)
+            results = await self.readiness()
             ok = all(r["status"] == "up" for r in results.values())
             return JSONResponse({"status": "ready" if ok else "not_ready", "checks": results},
                                 status_code=200 if ok else 503, headers=None if ok else retry_after)

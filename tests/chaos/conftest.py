@@ -122,7 +122,7 @@ def _calm(stack: Stack) -> bool:
             for service in stack.services:
                 if client.get(f"{stack.url(service)}/health/ready").status_code != 200:
                     return False
-            report = client.get(f"{stack.url(catalog.GATEWAY)}/health").json()
+            report = client.get(f"{stack.metrics_url(catalog.GATEWAY)}/health").json()
     except httpx.HTTPError:
         return False
     return report["status"] == "healthy" and all(c.get("breaker", "closed") == "closed"

@@ -177,7 +177,6 @@ def test_redis_outage_under_load(calm_stack: Stack, chaos_redis: DurableRedisSer
     tally, writes = Tally(), Writes()
     # Reads must never fail; writes do not need Redis either.
     operation = _mixed_operation(users, tally, writes, allow_unavailable=False)
-    tasks_url = calm_stack.url(catalog.TASKS)
     try:
         strict.wait_ready()
         with httpx.Client(timeout=10) as direct, Load(operation, workers=scale.workers,
@@ -193,8 +192,9 @@ def test_redis_outage_under_load(calm_stack: Stack, chaos_redis: DurableRedisSer
                 burst = _burst(strict.url, limited_user, limit + 10)
                 time.sleep(max(0.0, scale.outage_seconds - (time.monotonic() - outage_started)))
                 # Events wait in the outbox: /health refreshes the backlog gauge.
-                direct.get(f"{tasks_url}/health")
-                backlog = _gauge(direct.get(f"{tasks_url}/metrics").text, "flotilla_outbox_backlog")
+                direct.get(f"{calm_stack.metrics_url(catalog.TASKS)}/health")
+                backlog = _gauge(direct.get(f"{calm_stack.metrics_url(catalog.TASKS)}/metrics").text,
+                                 "flotilla_outbox_backlog")
                 reads_during_outage = tally.outcomes["read-200"] - reads_at_stop
             finally:
                 chaos_redis.start()
@@ -271,7 +271,7 @@ class HeldTableLock:
 
 
 def _consumed(stack: Stack) -> dict[str, float]:
-    text = httpx.get(f"{stack.url(catalog.DATA)}/metrics", timeout=5).text
+    text = httpx.get(f"{stack.metrics_url(catalog.DATA)}/metrics", timeout=5).text
     out = {}
     for result in ("applied", "duplicate", "invalid"):
         prefix = f'flotilla_events_consumed_total{{result="{result}"}} '

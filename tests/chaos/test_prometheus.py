@@ -78,7 +78,7 @@ def _traffic(stack: Stack) -> None:
 
 
 def exported_names(stack: Stack, service: catalog.ServiceInfo) -> set[str]:
-    text = httpx.get(f"{stack.url(service)}/metrics", timeout=5).text
+    text = httpx.get(f"{stack.metrics_url(service)}/metrics", timeout=5).text
     return {line.split()[2] for line in text.splitlines() if line.startswith("# TYPE ")}
 
 
@@ -102,7 +102,7 @@ def test_every_generated_expression_has_data(calm_stack: Stack) -> None:
     specs_by_job = {s.name: service_spec(s) for s in calm_stack.services}
     groups = [g for spec in specs_by_job.values() for g in dashboards.rule_groups(spec)]
     recorded = {r["record"] for g in groups for r in g["rules"] if "record" in r}
-    targets = {s.name: f"127.0.0.1:{calm_stack.port(s)}" for s in calm_stack.services}
+    targets = {s.name: calm_stack.metrics_url(s).removeprefix("http://") for s in calm_stack.services}
     _traffic(calm_stack)
     with running_prometheus(targets, fast_groups(groups)) as prometheus:
         prometheus.wait_all_up()

@@ -66,8 +66,9 @@ def test_final_stage_runs_flotilla_serve_as_a_numeric_non_root_user():
     final = dict(_final_stage(DOCKERFILE.read_text()))
     assert json.loads(final["ENTRYPOINT"]) == ["flotilla", "serve"], "exec form, so SIGTERM reaches uvicorn"
     cmd = json.loads(final["CMD"])
-    assert cmd == ["--host", "0.0.0.0", "--port", str(catalog.CONTAINER_PORT)]
-    assert final["EXPOSE"] == str(catalog.CONTAINER_PORT)
+    assert cmd == ["--host", "0.0.0.0", "--port", str(catalog.CONTAINER_PORT),
+                   "--metrics-port", str(catalog.CONTAINER_METRICS_PORT)]
+    assert final["EXPOSE"] == f"{catalog.CONTAINER_PORT} {catalog.CONTAINER_METRICS_PORT}"
     assert re.fullmatch(r"\d+:\d+", final["USER"])
     assert not final["USER"].startswith("0:")
     assert final["ARG"] == "SERVICE"

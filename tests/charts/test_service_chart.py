@@ -173,8 +173,11 @@ def test_template_guards_refuse_inconsistent_values():
 def test_container_runs_the_service_on_the_container_port(name):
     objects = render(SERVICE_CHART, service_values(name))
     container = app_container(objects)
-    assert container["args"] == [name, "--host", "0.0.0.0", "--port", str(catalog.CONTAINER_PORT)]
-    assert container["ports"] == [{"name": "http", "containerPort": catalog.CONTAINER_PORT, "protocol": "TCP"}]
+    assert container["args"] == [name, "--host", "0.0.0.0", "--port", str(catalog.CONTAINER_PORT),
+                                 "--metrics-port", str(catalog.CONTAINER_METRICS_PORT)]
+    assert container["ports"] == [{"name": "http", "containerPort": catalog.CONTAINER_PORT, "protocol": "TCP"},
+                                  {"name": "metrics", "containerPort": catalog.CONTAINER_METRICS_PORT,
+                                   "protocol": "TCP"}]
     assert container["image"].endswith(f"flotilla-{name}:0.1.0")
 
 
@@ -284,6 +287,7 @@ def test_selectors_find_exactly_the_service_pods(values):
         assert selector_matches(monitor["spec"]["selector"], service["metadata"]["labels"])
         assert {e["port"] for e in monitor["spec"]["endpoints"]} <= {p["name"] for p in service["spec"]["ports"]}
         assert monitor["spec"]["endpoints"][0]["path"] == "/metrics"
+        assert monitor["spec"]["endpoints"][0]["port"] == "metrics"  # never the API port
     for test_pod in helm.find_all(objects, "Pod"):
         assert not selector_matches({"matchLabels": service["spec"]["selector"]}, test_pod["metadata"]["labels"]), (
             "the Service would route traffic to the helm test pod"
@@ -316,10 +320,9 @@ def test_network_policy_admits_gateway_monitoring_and_the_test_pod_only():
     gateway = render(SERVICE_CHART, service_values("gateway"))
     policy = helm.find(backend, "NetworkPolicy")
     assert policy["spec"]["policyTypes"] == ["Ingress"]
-    [rule] = policy["spec"]["ingress"]
+    [rule, metrics_rule] = policy["spec"]["ingress"]
     assert rule["ports"] == [{"port": "http", "protocol": "TCP"}]
     pod_peers = [peer["podSelector"] for peer in rule["from"] if "podSelector" in peer]
-    namespace_peers = [peer["namespaceSelector"] for peer in rule["from"] if "namespaceSelector" in peer]
     gateway_pod_labels = helm.find(gateway, "Deployment")["spec"]["template"]["metadata"]["labels"]
     test_pod_labels = helm.find(backend, "Pod")["metadata"]["labels"]
     other_backend_labels = helm.find(render(SERVICE_CHART, service_values("users")), "Deployment")["spec"]["template"][
@@ -328,10 +331,15 @@ def test_network_policy_admits_gateway_monitoring_and_the_test_pod_only():
     assert any(selector_matches(peer, gateway_pod_labels) for peer in pod_peers)
     assert any(selector_matches(peer, test_pod_labels) for peer in pod_peers)
     assert not any(selector_matches(peer, other_backend_labels) for peer in pod_peers)
-    assert namespace_peers == [{"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}]
-    # The gateway is the public entry; auth serves the JWKS to every service.
-    [gateway_rule] = helm.find(gateway, "NetworkPolicy")["spec"]["ingress"]
+    assert not any("namespaceSelector" in peer for peer in rule["from"])  # monitoring: the metrics port only
+    assert metrics_rule == {"ports": [{"port": "metrics", "protocol": "TCP"}],
+                            "from": [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name":
+                                                                            "monitoring"}}}]}
+    # The gateway is the public entry (its API port); auth serves the JWKS to every service.
+    gateway_rule, gateway_metrics_rule = helm.find(gateway, "NetworkPolicy")["spec"]["ingress"]
     assert "from" not in gateway_rule
+    assert gateway_rule["ports"] == [{"port": "http", "protocol": "TCP"}]
+    assert gateway_metrics_rule == metrics_rule  # the public may reach the API, not the metrics
     auth_rule = helm.find(render(SERVICE_CHART, service_values("auth")), "NetworkPolicy")["spec"]["ingress"][0]
     auth_peers = [peer["podSelector"] for peer in auth_rule["from"] if "podSelector" in peer]
     assert any(selector_matches(peer, other_backend_labels) for peer in auth_peers)

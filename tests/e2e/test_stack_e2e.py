@@ -10,6 +10,7 @@ import httpx
 from services.kit import catalog
 from services.launcher import Stack, free_port, free_port_offset
 from tests.e2e.conftest import bearer, gateway, register_and_login
+from tests.support.error_shape import assert_error_shape
 from tests.support.polling import eventually_sync
 
 
@@ -20,9 +21,16 @@ def email() -> str:
 def test_embedded_stack_serves_health_and_rejects_anonymous(embedded_stack: Stack) -> None:
     assert embedded_stack.dependencies_down() == {}  # nothing for the banner to warn about
     with gateway(embedded_stack) as client:
-        health = client.get("/health")
-        assert health.status_code == 200
-        assert health.json()["status"] in {"healthy", "degraded"}
+        assert client.get("/health/ready").status_code == 200
+        # The full report and the metrics are on the metrics port only, never the public one.
+        for private in ("/health", "/metrics"):
+            assert_error_shape(client.get(private), 404, "not_found")
+        report = httpx.get(f"{embedded_stack.metrics_url(catalog.GATEWAY)}/health", timeout=10)
+        assert report.json()["status"] in {"healthy", "degraded"}
+        metrics_port = httpx.get(f"{embedded_stack.metrics_url(catalog.GATEWAY)}/metrics", timeout=10)
+        assert "http_requests_total" in metrics_port.text
+        assert_error_shape(httpx.get(f"{embedded_stack.metrics_url(catalog.GATEWAY)}/api/v1/tasks", timeout=10),
+                           404, "not_found")  # and the metrics port serves nothing else
         anonymous = client.get("/api/v1/tasks")
         assert anonymous.status_code == 401
         assert set(anonymous.json()) == {"error_code", "message", "details", "request_id"}

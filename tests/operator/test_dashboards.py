@@ -93,3 +93,4 @@ def test_service_monitor_selects_the_service() -> None:
     assert monitor["spec"]["selector"]["matchLabels"] == {"app.kubernetes.io/name": "tasks"}
     assert monitor["spec"]["jobLabel"] == "app.kubernetes.io/name"
     assert monitor["spec"]["endpoints"][0]["path"] == "/metrics"
+    assert monitor["spec"]["endpoints"][0]["port"] == "metrics"  # the chart's metrics port, never the API's

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import subprocess
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
@@ -41,16 +41,22 @@ class ServiceProcess:
     env: dict[str, str]
     log_path: Path
     process: subprocess.Popen[bytes] | None = None
+    #: Free too: ``port + 1000`` (the default) need not be.
+    metrics_port: int = field(default_factory=free_port)
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
+    @property
+    def metrics_url(self) -> str:
+        return f"http://127.0.0.1:{self.metrics_port}"
+
     def start(self) -> None:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         with self.log_path.open("ab") as log:
             self.process = subprocess.Popen(
-                serve_command(self.service, host="127.0.0.1", port=self.port),
+                serve_command(self.service, host="127.0.0.1", port=self.port, metrics_port=self.metrics_port),
                 env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
             )
 
