@@ -126,6 +126,8 @@ class Stack:
     processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
     #: Shared by tasks and data for the internal event ingest (embedded mode); new per run.
     internal_token: str = field(default_factory=lambda: secrets.token_urlsafe(32))
+    #: Shared by the gateway and every service (services.kit.forwarding); new per run.
+    forwarding_token: str = field(default_factory=lambda: secrets.token_urlsafe(32))
 
     def port(self, service: ServiceInfo) -> int:
         return service.local_port + self.port_offset
@@ -146,6 +148,7 @@ class Stack:
             f"{prefix}MIGRATE_ON_START": "true",
             f"{prefix}JWKS_URL": f"{self.url(catalog.AUTH)}/.well-known/jwks.json",
             f"{prefix}INTERNAL_TOKEN": self.internal_token,
+            f"{prefix}FORWARDING_TOKEN": self.forwarding_token,
         }
         if self.database_url and service.has_database:
             env[f"{prefix}DATABASE_URL"] = per_service_database_url(self.database_url, service.name)

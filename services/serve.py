@@ -128,8 +128,10 @@ def serve(service: ServiceInfo, *, host: str, port: int, metrics_port: int | Non
         lifespan="on",
         access_log=False,  # RequestContextMiddleware logs one structured line per request
         log_config=None,  # structlog is configured by the app factory
-        proxy_headers=True,
-        forwarded_allow_ips=os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1"),
+        # X-Forwarded-For/Forwarded only from configured proxies (none by default): an
+        # untrusted client must not choose the address its limits are counted under.
+        proxy_headers=bool(settings.trusted_proxies.strip()),
+        forwarded_allow_ips=settings.trusted_proxies.strip() or None,
         timeout_keep_alive=KEEP_ALIVE_SECONDS,
         backlog=LISTEN_BACKLOG,
         timeout_graceful_shutdown=int(os.environ.get(GRACEFUL_TIMEOUT_ENV, DEFAULT_GRACEFUL_TIMEOUT)),

@@ -15,6 +15,7 @@ from services.auth.schemas import Credentials, RefreshRequest, Registration, Tok
 from services.auth.tokens import access_token
 from services.kit.deps import SessionDep
 from services.kit.errors import Conflict, Unauthorized
+from services.kit.forwarding import client_address
 
 router = APIRouter(prefix="/api/v1/auth", tags=["auth"])
 jwks_router = APIRouter(tags=["auth"])
@@ -35,6 +36,11 @@ async def _token_pair(runtime: AuthRuntime, user: User, refresh_token: str, resp
                      expires_in=runtime.settings.access_token_ttl_seconds)
 
 
+def _client(request: Request, runtime: AuthRuntime) -> str:
+    """The address login budgets count under: the client as the gateway saw it."""
+    return client_address(request, runtime.settings.forwarding_token.get_secret_value())
+
+
 def _refresh_ttl(runtime: AuthRuntime) -> timedelta:
     return timedelta(seconds=runtime.settings.refresh_token_ttl_seconds)
 
@@ -42,7 +48,7 @@ def _refresh_ttl(runtime: AuthRuntime) -> timedelta:
 @router.post("/register", response_model=UserPublic, status_code=status.HTTP_201_CREATED,
              summary="Create an account")
 async def register(body: Registration, request: Request, session: SessionDep, runtime: RuntimeDep) -> UserPublic:
-    await runtime.throttle.registration(client=request.client.host if request.client else "unknown")
+    await runtime.throttle.registration(client=_client(request, runtime))
     if await crud.get_user_by_email(session=session, email=body.email) is not None:
         # Reveals that the email has an account: accepted for sign-up UX, and bounded by the
         # per-address budget above (README, "Login limits, and what registration reveals").
@@ -56,7 +62,7 @@ async def register(body: Registration, request: Request, session: SessionDep, ru
 @router.post("/login", response_model=TokenPair, summary="Exchange email and password for tokens")
 async def login(body: Credentials, request: Request, response: Response, session: SessionDep,
                 runtime: RuntimeDep) -> TokenPair:
-    client = request.client.host if request.client else "unknown"
+    client = _client(request, runtime)
     await runtime.throttle.attempt(email=body.email, client=client)
     user = await crud.get_user_by_email(session=session, email=body.email)
     await crud.release_connection(session, user)

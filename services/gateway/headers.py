@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 
+from services.kit.forwarding import CLIENT_HEADER, TOKEN_HEADER, forwarded_by_gateway
+
 RawHeaders = list[tuple[bytes, bytes]]
 
 HOP_BY_HOP = frozenset({
@@ -20,7 +22,8 @@ HOP_BY_HOP = frozenset({
 #: framing (``content-length``) is recomputed from the body that is actually sent.
 _SET_ON_REQUEST = frozenset({
     b"host", b"content-length", b"x-request-id", b"x-forwarded-for", b"x-forwarded-proto",
-    b"x-forwarded-host", b"forwarded",
+    b"x-forwarded-host", b"forwarded", b"x-real-ip",
+    CLIENT_HEADER.encode(), TOKEN_HEADER.encode(),  # what a client sends of these never passes
 })
 #: Response headers the gateway's own server writes (or, for the request id, its middleware).
 _SET_ON_RESPONSE = frozenset({b"content-length", b"date", b"server", b"x-request-id"})
@@ -45,17 +48,17 @@ def _end_to_end(headers: Sequence[tuple[bytes, bytes]], also_drop: frozenset[byt
 
 
 def upstream_request_headers(
-    headers: Sequence[tuple[bytes, bytes]], *, request_id: str, client_ip: str, scheme: str
+    headers: Sequence[tuple[bytes, bytes]], *, request_id: str, client_ip: str, scheme: str, forwarding_token: str
 ) -> list[tuple[str, str]]:
     """As ``str`` pairs (latin-1, as on the wire), the form the upstream client takes."""
     incoming = {key.lower(): value for key, value in headers}
     out = [(key.decode("latin-1"), value.decode("latin-1"))
            for key, value in _end_to_end(headers, _DROP_ON_REQUEST)]
-    # Append, never replace: the upstream's proxy-headers handling takes the right-most
-    # untrusted address, which is the client as this gateway saw it, so a client cannot
-    # spoof its address by sending its own X-Forwarded-For.
-    chain = incoming.get(b"x-forwarded-for")
-    out.append(("x-forwarded-for", f"{chain.decode('latin-1')}, {client_ip}" if chain else client_ip))
+    # The client once, as resolved here (the peer, or what a trusted proxy said): a
+    # client-sent chain is dropped, never passed on. Services believe the address only
+    # with the forwarding token (services.kit.forwarding); X-Forwarded-For is for logs.
+    out.append(("x-forwarded-for", client_ip))
+    out.extend(forwarded_by_gateway(client_ip, forwarding_token))
     out.append(("x-forwarded-proto", scheme))
     if b"host" in incoming:
         out.append(("x-forwarded-host", incoming[b"host"].decode("latin-1")))

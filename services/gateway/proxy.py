@@ -97,8 +97,8 @@ async def read_body(receive: Receive, max_bytes: int) -> bytes:
 
 def _client_ip(scope: Scope) -> str:
     # uvicorn's proxy-headers support has already replaced the peer address with the
-    # client's when the peer is a trusted proxy (FORWARDED_ALLOW_IPS), so this is the
-    # address to limit, and an untrusted client cannot choose it.
+    # client's when the peer is a trusted proxy (settings.trusted_proxies; none by
+    # default), so this is the address to limit, and an untrusted client cannot choose it.
     client = scope.get("client")
     return str(client[0]) if client else "unknown"
 
@@ -199,7 +199,8 @@ async def proxy(scope: Scope, receive: Receive, gateway: Gateway, kit: Kit, upst
         method=method,
         url=upstream.url_for(scope.get("raw_path") or scope["path"].encode(), scope.get("query_string", b"")),
         headers=upstream_request_headers(headers, request_id=scope["state"]["request_id"],
-                                         client_ip=client_ip, scheme=scope["scheme"]),
+                                         client_ip=client_ip, scheme=scope["scheme"],
+                                         forwarding_token=settings.forwarding_token.get_secret_value()),
         body=body or None,
     )
     return await gateway.forwarder.forward(upstream, upstream_request)

@@ -83,6 +83,16 @@ class ServiceSettings(BaseSettings):
     #: Above the 10,000 keep-alive connections the gateway is benchmarked with.
     max_connections: int = Field(default=16_384, ge=1)
 
+    #: Peers whose X-Forwarded-For/Forwarded headers name the client: IPs or CIDRs,
+    #: comma-separated ("*": any). Empty (the default): none, the TCP peer is the client,
+    #: and a client cannot choose its address by sending such a header. Set it on the
+    #: gateway to the addresses of what stands in front of it (the ingress controller).
+    trusted_proxies: str = ""
+    #: Shared by the gateway and the services behind it (``services.kit.forwarding``): a
+    #: request that carries it came through the gateway, so its client-address header is
+    #: believed. Empty: that header is ignored and the TCP peer is the client.
+    forwarding_token: SecretStr = SecretStr("")
+
     #: JWT verification: tokens must carry this issuer and audience.
     jwt_issuer: str = DEV_ISSUER
     jwt_audience: str = DEV_AUDIENCE

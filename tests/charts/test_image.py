@@ -10,7 +10,6 @@ the app needs nothing beyond the declared runtime dependencies.
 
 from __future__ import annotations
 
-import ast
 import fnmatch
 import json
 import re

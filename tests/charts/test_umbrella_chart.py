@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -147,8 +148,28 @@ def test_production_defaults_ask_the_operator_and_run_no_dev_servers():
     objects = render(UMBRELLA_CHART)
     assert helm.find_all(objects, "StatefulSet") == []
     assert sorted(s["metadata"]["name"] for s in helm.find_all(objects, "ServiceSpec")) == sorted(SERVICE_NAMES)
-    assert helm.find_all(objects, "Secret") == [], "no credentials in the chart: the operator writes them"
+    # No credentials in the chart (the operator writes them); the one Secret is a token
+    # generated at install, which no value sets.
+    [forwarding] = helm.find_all(objects, "Secret")
+    assert forwarding["metadata"]["name"] == "flotilla-forwarding"
+    assert len(base64.b64decode(forwarding["data"]["FORWARDING_TOKEN"])) == 48
     assert len(helm.find_all(objects, "HorizontalPodAutoscaler")) == len(SERVICE_NAMES)
+
+
+def test_every_service_shares_the_generated_forwarding_token_and_the_gateway_trusts_no_proxy_by_default():
+    objects = render(UMBRELLA_CHART)
+    deployments = helm.find_all(objects, "Deployment")
+    assert len(deployments) == len(SERVICE_NAMES)
+    for deployment in deployments:
+        [container] = deployment["spec"]["template"]["spec"]["containers"]
+        refs = [e["valueFrom"]["secretKeyRef"] for e in container.get("env", [])
+                if e["name"].endswith("_FORWARDING_TOKEN")]
+        assert refs == [{"name": "flotilla-forwarding", "key": "FORWARDING_TOKEN", "optional": True}]
+    gateway_config = helm.find(objects, "ConfigMap", "flotilla-gateway")["data"]
+    assert gateway_config["GATEWAY_TRUSTED_PROXIES"] == ""
+    trusting = render(UMBRELLA_CHART, {"gateway": {"trustedProxies": "10.244.0.0/16"}})
+    assert helm.find(trusting, "ConfigMap", "flotilla-gateway")["data"]["GATEWAY_TRUSTED_PROXIES"] == "10.244.0.0/16"
+    assert helm.find_all(render(UMBRELLA_CHART, {"forwardingToken": {"create": False}}), "Secret") == []
 
 
 def test_dev_values_wire_every_service_to_the_dev_servers():

@@ -125,8 +125,15 @@ key: {{ $cfg.secretKey }}
 envFrom:
   - configMapRef:
       name: {{ include "service.fullname" . }}
-{{- if or .Values.database.enabled .Values.redis.enabled .Values.extraEnv }}
 env:
+  # Shared with the gateway (services/kit/forwarding.py); optional: a service installed
+  # without it counts per-address limits under the gateway pod's address.
+  - name: {{ $prefix }}FORWARDING_TOKEN
+    valueFrom:
+      secretKeyRef:
+        name: {{ .Values.forwardingTokenSecret | default (printf "%s-forwarding" .Release.Name) }}
+        key: FORWARDING_TOKEN
+        optional: true
   {{- if .Values.database.enabled }}
   - name: {{ $prefix }}DATABASE_URL
     valueFrom:
@@ -142,5 +149,4 @@ env:
   {{- with .Values.extraEnv }}
   {{- toYaml . | nindent 2 }}
   {{- end }}
-{{- end }}
 {{- end }}
