@@ -61,7 +61,10 @@ async def require_internal_token(
 async def ingest_events(batch: TaskEventBatch, session: SessionDep, runtime: RuntimeDep) -> IngestResult:
     """Apply a batch from the tasks relay when there is no Redis Stream between them."""
     events, invalid = parse_events(batch.events)
+    runtime.progress.saw(event.seq for event in events)
     async with session.begin():
         result = await apply_events(session, events)
+    runtime.progress.committed(result)
     runtime.record(result, invalid)
-    return IngestResult(applied=result.applied, duplicates=result.duplicates, invalid=invalid)
+    return IngestResult(applied=result.applied, duplicates=result.duplicates, invalid=invalid,
+                        confirmed_seq=result.confirmed_seq)
