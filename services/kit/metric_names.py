@@ -88,3 +88,11 @@ EVENTS: tuple[str, ...] = (
     EVENTS_CONSUMER_LAG,
     EVENTS_GAPS_DETECTED_TOTAL,
 )
+
+#: Which service exports which event metric: the operator adds the event panels and
+#: alerts to the dashboards and rules of the ServiceSpec with that name.
+EVENTS_EXPORTED_BY: dict[str, tuple[str, ...]] = {
+    "tasks": (OUTBOX_BACKLOG, OUTBOX_OLDEST_AGE_SECONDS, OUTBOX_PUBLISHED_TOTAL,
+              EVENTS_UNCONFIRMED, EVENTS_OLDEST_UNCONFIRMED_AGE_SECONDS, EVENTS_REPLAYED_TOTAL),
+    "data": (EVENTS_CONSUMED_TOTAL, RECOMMENDATIONS_TOTAL, EVENTS_CONSUMER_LAG, EVENTS_GAPS_DETECTED_TOTAL),
+}
