@@ -208,7 +208,7 @@ def _event_alerts(spec: ServiceSpec, sel: Selector) -> list[dict[str, Any]]:
                 "description": "reset: the stream's Redis lost its data (restart without AOF, failover, "
                                "eviction); timeout: events stayed unconfirmed past "
                                "TASKS_EVENTS_REPLAY_AFTER_SECONDS. The replay recovers them; "
-                               "see docs/operator.md on the stream's Redis settings.",
+                               "see the README, Task events and Redis.",
             },
         })
     if m.EVENTS_CONSUMER_LAG in owned:

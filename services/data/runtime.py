@@ -78,7 +78,7 @@ def data_runtime(settings: DataSettings) -> Worker:
                                   idle_seconds=settings.popular_refresh_seconds,
                                   backoff_max_seconds=settings.popular_refresh_seconds)
             await stack.enter_async_context(popular.running(grace_seconds=STOP_GRACE_SECONDS))
-            redis_url = settings.redis_url.get_secret_value()
+            redis_url = settings.stream_redis_url
             if redis_url:
                 redis = consumer_redis(redis_url, settings)
                 stack.push_async_callback(redis.aclose)

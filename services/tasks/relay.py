@@ -367,7 +367,7 @@ def outbox_relay(settings: TasksSettings) -> Worker:
 
     @asynccontextmanager
     async def worker(kit: Kit) -> AsyncIterator[None]:
-        redis_url = settings.redis_url.get_secret_value()
+        redis_url = settings.stream_redis_url
         publisher: Publisher
         if redis_url:
             publisher = StreamPublisher(redis_client(redis_url, timeout=settings.redis_timeout_seconds),

@@ -12,9 +12,16 @@ from fastapi import FastAPI
 from redis.asyncio import Redis
 
 from services.data.projection import ApplyResult, apply_events, confirmed_sequence, forget_processed_before
-from services.kit.events import TASK_EVENTS_PRODUCER, TaskEvent, confirmed_key, epoch_key
+from services.kit.events import (
+    INGEST_PATH,
+    INTERNAL_TOKEN_HEADER,
+    TASK_EVENTS_PRODUCER,
+    TaskEvent,
+    confirmed_key,
+    epoch_key,
+)
 from tests.services.conftest import running
-from tests.support.events import data_app, event, outbox_settles, tasks_app, unique_stream
+from tests.support.events import INTERNAL_TOKEN, data_app, event, outbox_settles, tasks_app, unique_stream
 from tests.support.polling import eventually
 from tests.support.servers import PostgresServer, RedisServer
 from tests.support.tokens import auth_header
@@ -91,3 +98,53 @@ async def test_the_relay_keeps_unconfirmed_rows_and_replays_them_after_the_timeo
 
         await redis.set(confirmed_key(stream), 3)
         await eventually(outbox_settles(app, 0), message="confirmed rows pruned")
+
+
+async def test_data_health_is_degraded_while_the_lag_exceeds_the_threshold(tmp_path: Path) -> None:
+    """Over the HTTP ingest (embedded mode): a gap keeps the lag up, /health says so, and the
+    missing event closes it; the ingest answers the confirmed sequence the relay prunes by."""
+    app = data_app(database_url=f"sqlite+aiosqlite:///{tmp_path / 'data.db'}", data_dir=tmp_path, events_max_lag=1)
+    token = {INTERNAL_TOKEN_HEADER: INTERNAL_TOKEN}
+    first = {**event("owner-lag"), "seq": 1}
+    later = [{**event("owner-lag"), "seq": seq} for seq in (2, 3, 4)]
+    async with running(app) as client:
+        ingested = await client.post(INGEST_PATH, json={"events": later}, headers=token)
+        assert ingested.json()["confirmed_seq"] == 0  # 1 is missing: nothing confirmed yet
+        report = (await client.get("/health")).json()
+        assert report["status"] == "degraded"
+        assert report["checks"]["events"] | {"latency_ms": None} == {
+            "status": "down", "critical": False, "error": "LagTooHigh", "lag": 4, "confirmed_seq": 0,
+            "latency_ms": None}
+        metrics = (await client.get("/metrics")).text
+        assert "flotilla_events_consumer_lag 4.0" in metrics
+        assert "flotilla_events_gaps_detected_total 1.0" in metrics
+
+        ingested = await client.post(INGEST_PATH, json={"events": [first]}, headers=token)
+        assert ingested.json()["confirmed_seq"] == 4
+        report = (await client.get("/health")).json()
+        assert report["status"] == "healthy"
+        assert report["checks"]["events"]["lag"] == 0
+
+
+async def test_events_can_live_in_a_redis_of_their_own(
+    postgres_server: PostgresServer, redis_server: RedisServer, own_redis: RedisServer, tmp_path: Path
+) -> None:
+    """EVENTS_REDIS_URL: the stream (and its keys) in one Redis, the caches in another."""
+    stream, tag = unique_stream(), uuid.uuid4().hex[:8]
+    owner = f"owner-{tag}"
+    common = {"redis_url": redis_server.url, "events_redis_url": own_redis.url, "data_dir": tmp_path,
+              "events_stream": stream}
+    tasks = tasks_app(database_url=postgres_server.create_database(f"own_tasks_{tag}"), **common)
+    data = data_app(database_url=postgres_server.create_database(f"own_data_{tag}"), **common)
+    async with running(tasks) as tasks_client, running(data) as data_client:
+        headers = auth_header(owner)
+        assert (await tasks_client.post("/api/v1/tasks", json={"title": "x"}, headers=headers)).status_code == 201
+
+        async def counted() -> bool:
+            response = await data_client.get("/api/v1/stats/me", headers=headers)
+            return response.status_code == 200 and response.json()["created"] == 1
+
+        await eventually(counted)
+        async with Redis.from_url(own_redis.url) as events, Redis.from_url(redis_server.url) as cache:
+            assert await events.exists(stream, confirmed_key(stream)) == 2
+            assert await cache.exists(stream, confirmed_key(stream)) == 0
