@@ -60,6 +60,10 @@ BACKLOG_REFRESH_SECONDS = 5.0
 PRUNE_BATCH = 5_000
 #: On shutdown, time for a batch in flight to finish (bounded by Redis/HTTP timeouts).
 STOP_GRACE_SECONDS = 10.0
+#: Timeout replays that bring no progress (the consumer's confirmed sequence did not move
+#: since the previous one: its database is down, say, and the entries wait in the stream
+#: anyway) back off, from the replay timeout doubling up to this many times it.
+REPLAY_BACKOFF_MAX_FACTOR = 8
 
 
 @dataclass(frozen=True)
@@ -177,6 +181,15 @@ class OutboxRelay:
         self.confirmed: int | None = None
         #: Rows published before this instant are replayed without waiting (Redis lost them).
         self._replay_before: datetime | None = None
+        #: Timeout replays: not before this (monotonic) instant; the current back-off; the
+        #: confirmed sequence at the last one (progress since then = the replay helped).
+        self._timeout_replay_at = 0.0
+        self._timeout_backoff = 0.0
+        self._confirmed_at_replay: int | None = None
+        #: Numbered rows may wait unpublished (a failed publish, a full batch, a replica
+        #: that died between numbering and publishing): look for them, not only for new rows.
+        self._numbered_waiting = True
+        self._numbered_looked_at = 0.0
         registry = kit.metrics.registry
         self.published = Counter(names.OUTBOX_PUBLISHED_TOTAL.removesuffix("_total"),
                                  "Outbox rows published, by target (stream, http)", ["target"], registry=registry)
@@ -235,7 +248,15 @@ class OutboxRelay:
 
     async def publish_batch(self) -> int:
         """Number, publish and mark one batch; the number of rows published."""
-        await self.number_batch()
+        numbered = await self.number_batch()
+        # An idle relay polls with one query (number_batch's); the publish query runs when
+        # there is something to publish, and at least once per confirmation interval for
+        # rows numbered by a replica that died before publishing them.
+        if not numbered and not self._numbered_waiting \
+                and time.monotonic() - self._numbered_looked_at < self.confirm_interval:
+            return 0
+        self._numbered_waiting = True  # until a publish query comes back short
+        self._numbered_looked_at = time.monotonic()
         async with self.db.session() as session, session.begin():
             query = (select(OutboxEvent)
                      .where(OutboxEvent.published_at.is_(None), OutboxEvent.seq.isnot(None))
@@ -245,11 +266,13 @@ class OutboxRelay:
                 query = query.with_for_update(skip_locked=True)
             rows = list(await session.scalars(query))
             if not rows:
+                self._numbered_waiting = False
                 return 0
             self.note_confirmed(await self.publisher.publish([self._payload(row) for row in rows]))
             await session.execute(update(OutboxEvent)
                                   .where(OutboxEvent.id.in_([row.id for row in rows]))
                                   .values(published_at=utcnow()))
+        self._numbered_waiting = len(rows) == self.batch_size
         self.published.labels(target=self.publisher.target).inc(len(rows))
         return len(rows)
 
@@ -263,14 +286,25 @@ class OutboxRelay:
                         confirmed=self.confirmed)
 
     async def replay_batch(self) -> int:
-        """Publish again one batch of rows still unconfirmed past the timeout (or lost
-        with Redis's data); the number of rows published."""
+        """Publish again one batch of unconfirmed rows: every one published before Redis
+        lost its data, else (when due) the first ones unconfirmed past the timeout; the
+        number of rows published.
+
+        A timeout replay takes the rows right after the confirmed sequence, the ones
+        holding it back. When the confirmed sequence moved since the previous timeout
+        replay, the next comes at the next look (a lost range goes back batch by batch
+        as fast as the consumer confirms it); when it did not, the replay helped nothing
+        (the consumer is down and its entries wait in the stream) and the next waits
+        the timeout, doubling up to REPLAY_BACKOFF_MAX_FACTOR times it.
+        """
         if self.confirmed is None:
             return 0
-        cutoff = utcnow() - self.replay_after
-        reset = self._replay_before is not None and self._replay_before > cutoff
-        if reset and self._replay_before is not None:
-            cutoff = self._replay_before
+        if self._replay_before is not None:
+            reason, cutoff = "reset", self._replay_before
+        elif time.monotonic() >= self._timeout_replay_at:
+            reason, cutoff = "timeout", utcnow() - self.replay_after
+        else:
+            return 0
         async with self.db.session() as session, session.begin():
             query = (select(OutboxEvent)
                      .where(OutboxEvent.seq > self.confirmed, OutboxEvent.published_at < cutoff)
@@ -280,15 +314,25 @@ class OutboxRelay:
                 query = query.with_for_update(skip_locked=True)
             rows = list(await session.scalars(query))
             if not rows:
-                self._replay_before = None if reset else self._replay_before
+                if reason == "reset":
+                    self._replay_before = None
                 return 0
             self.note_confirmed(await self.publisher.publish([self._payload(row) for row in rows]))
             await session.execute(update(OutboxEvent)
                                   .where(OutboxEvent.id.in_([row.id for row in rows]))
                                   .values(published_at=utcnow()))
-        self.replayed.labels(reason="reset" if reset else "timeout").inc(len(rows))
-        log.info("events_replayed", count=len(rows), first_seq=rows[0].seq, last_seq=rows[-1].seq,
-                 reason="reset" if reset else "timeout")
+        if reason == "timeout":
+            timeout = self.replay_after.total_seconds()
+            if self.confirmed != self._confirmed_at_replay:
+                self._timeout_backoff = 0.0
+            else:
+                self._timeout_backoff = min(max(timeout, 2 * self._timeout_backoff),
+                                            REPLAY_BACKOFF_MAX_FACTOR * timeout)
+            self._confirmed_at_replay = self.confirmed
+            self._timeout_replay_at = time.monotonic() + self._timeout_backoff
+        self.replayed.labels(reason=reason).inc(len(rows))
+        log.info("events_replayed", count=len(rows), first_seq=rows[0].seq, last_seq=rows[-1].seq, reason=reason,
+                 confirmed=self.confirmed)
         return len(rows)
 
     async def step(self) -> bool:
@@ -297,7 +341,7 @@ class OutboxRelay:
         replayed = 0
         try:
             published = await self.publish_batch()
-            if time.monotonic() - self._confirm_checked_at > self.confirm_interval or self._replay_before:
+            if time.monotonic() - self._confirm_checked_at > self.confirm_interval or self._replay_before is not None:
                 self._confirm_checked_at = time.monotonic()
                 await self.check_confirmation()
                 replayed = await self.replay_batch()
