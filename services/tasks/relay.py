@@ -33,7 +33,7 @@ import httpx
 import structlog
 from prometheus_client import Counter, Gauge
 from redis.asyncio import Redis
-from sqlalchemy import case, delete, func, or_, select, update
+from sqlalchemy import ColumnElement, case, delete, func, or_, select, update
 
 from services.kit import metric_names as names
 from services.kit.app import Kit, Worker
@@ -246,6 +246,21 @@ class OutboxRelay:
     def _payload(self, row: OutboxEvent) -> dict[str, Any]:
         return {**row.payload, "seq": row.seq} if row.seq is not None else dict(row.payload)
 
+    async def _publish_where(self, *conditions: ColumnElement[bool]) -> list[OutboxEvent]:
+        """Publish (or publish again) the first numbered rows matching ``conditions`` and
+        mark them published now, in one transaction; the rows."""
+        async with self.db.session() as session, session.begin():
+            query = select(OutboxEvent).where(*conditions).order_by(OutboxEvent.seq).limit(self.batch_size)
+            if not self.db.is_sqlite:
+                query = query.with_for_update(skip_locked=True)
+            rows = list(await session.scalars(query))
+            if rows:
+                self.note_confirmed(await self.publisher.publish([self._payload(row) for row in rows]))
+                await session.execute(update(OutboxEvent)
+                                      .where(OutboxEvent.id.in_([row.id for row in rows]))
+                                      .values(published_at=utcnow()))
+        return rows
+
     async def publish_batch(self) -> int:
         """Number, publish and mark one batch; the number of rows published."""
         numbered = await self.number_batch()
@@ -257,21 +272,10 @@ class OutboxRelay:
             return 0
         self._numbered_waiting = True  # until a publish query comes back short
         self._numbered_looked_at = time.monotonic()
-        async with self.db.session() as session, session.begin():
-            query = (select(OutboxEvent)
-                     .where(OutboxEvent.published_at.is_(None), OutboxEvent.seq.isnot(None))
-                     .order_by(OutboxEvent.seq)
-                     .limit(self.batch_size))
-            if not self.db.is_sqlite:
-                query = query.with_for_update(skip_locked=True)
-            rows = list(await session.scalars(query))
-            if not rows:
-                self._numbered_waiting = False
-                return 0
-            self.note_confirmed(await self.publisher.publish([self._payload(row) for row in rows]))
-            await session.execute(update(OutboxEvent)
-                                  .where(OutboxEvent.id.in_([row.id for row in rows]))
-                                  .values(published_at=utcnow()))
+        rows = await self._publish_where(OutboxEvent.published_at.is_(None), OutboxEvent.seq.isnot(None))
+        if not rows:
+            self._numbered_waiting = False
+            return 0
         self._numbered_waiting = len(rows) == self.batch_size
         self.published.labels(target=self.publisher.target).inc(len(rows))
         return len(rows)
@@ -305,22 +309,11 @@ class OutboxRelay:
             reason, cutoff = "timeout", utcnow() - self.replay_after
         else:
             return 0
-        async with self.db.session() as session, session.begin():
-            query = (select(OutboxEvent)
-                     .where(OutboxEvent.seq > self.confirmed, OutboxEvent.published_at < cutoff)
-                     .order_by(OutboxEvent.seq)
-                     .limit(self.batch_size))
-            if not self.db.is_sqlite:
-                query = query.with_for_update(skip_locked=True)
-            rows = list(await session.scalars(query))
-            if not rows:
-                if reason == "reset":
-                    self._replay_before = None
-                return 0
-            self.note_confirmed(await self.publisher.publish([self._payload(row) for row in rows]))
-            await session.execute(update(OutboxEvent)
-                                  .where(OutboxEvent.id.in_([row.id for row in rows]))
-                                  .values(published_at=utcnow()))
+        rows = await self._publish_where(OutboxEvent.seq > self.confirmed, OutboxEvent.published_at < cutoff)
+        if not rows:
+            if reason == "reset":
+                self._replay_before = None
+            return 0
         if reason == "timeout":
             timeout = self.replay_after.total_seconds()
             if self.confirmed != self._confirmed_at_replay:
