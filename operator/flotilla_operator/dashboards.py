@@ -39,6 +39,12 @@ SLI_WINDOWS: Final = ("5m", "30m", "1h", "2h", "6h", "1d", "3d", "30d")
 #: Recording rule names, ``level:metric:operations`` as Prometheus recommends.
 ERROR_RATIO_RULE: Final = "flotilla:sli_errors:ratio_rate{window}"
 SLOW_RATIO_RULE: Final = "flotilla:sli_slow_requests:ratio_rate{window}"
+#: Task events: an event unconfirmed this long (seconds) means data is not committing
+#: them (its database, or events lost on the way and not yet replayed).
+EVENTS_UNCONFIRMED_ALERT_SECONDS: Final = 300
+#: Consumer lag (events) that alerts; data's /health reports degraded from
+#: DATA_EVENTS_MAX_LAG (default the same) on.
+EVENTS_LAG_ALERT: Final = 1000
 
 
 def go_float(value: float) -> str:
@@ -134,6 +140,7 @@ def panels(spec: ServiceSpec) -> list[dict[str, Any]]:
         ("Build", "Running versions", "short", [
             ("{{version}}", f"count by (version) ({m.SERVICE_INFO}{sel()})"),
         ]),
+        *_event_panels(spec, sel),
     ]
     result = []
     for index, (row, title, unit, targets) in enumerate(specs):
@@ -151,6 +158,73 @@ def panels(spec: ServiceSpec) -> list[dict[str, Any]]:
             ],
         })
     return result
+
+
+def _event_panels(spec: ServiceSpec, sel: Selector) -> list[tuple[str, str, str, list[tuple[str, str]]]]:
+    """End-to-end delivery of task events, on the dashboard of the service exporting each metric."""
+    owned = m.EVENTS_EXPORTED_BY.get(spec.name, ())
+    result: list[tuple[str, str, str, list[tuple[str, str]]]] = []
+    if m.EVENTS_OLDEST_UNCONFIRMED_AGE_SECONDS in owned:
+        result.append(("Events", "Unconfirmed events and the age of the oldest", "short", [
+            ("unconfirmed", f"max({m.EVENTS_UNCONFIRMED}{sel()})"),
+            ("oldest (s)", f"max({m.EVENTS_OLDEST_UNCONFIRMED_AGE_SECONDS}{sel()})"),
+        ]))
+    if m.EVENTS_REPLAYED_TOTAL in owned:
+        result.append(("Events", "Events published again, by reason", "short", [
+            ("{{reason}}", f"sum by (reason) (rate({m.EVENTS_REPLAYED_TOTAL}{sel()}[{RATE}]))"),
+        ]))
+    if m.EVENTS_CONSUMER_LAG in owned:
+        result.append(("Events", "Consumer lag (events beyond the confirmed sequence) and gaps", "short", [
+            ("lag", f"max({m.EVENTS_CONSUMER_LAG}{sel()})"),
+            ("gaps", f"sum(rate({m.EVENTS_GAPS_DETECTED_TOTAL}{sel()}[{RATE}]))"),
+        ]))
+    return result
+
+
+def _event_alerts(spec: ServiceSpec, sel: Selector) -> list[dict[str, Any]]:
+    owned = m.EVENTS_EXPORTED_BY.get(spec.name, ())
+    where = f"{spec.namespace}/{spec.name}"
+    alerts: list[dict[str, Any]] = []
+    if m.EVENTS_OLDEST_UNCONFIRMED_AGE_SECONDS in owned:
+        alerts.append({
+            "alert": "FlotillaEventsUnconfirmed",
+            "expr": f"max({m.EVENTS_OLDEST_UNCONFIRMED_AGE_SECONDS}{sel()}) > {EVENTS_UNCONFIRMED_ALERT_SECONDS}",
+            "for": "5m",
+            "labels": {"severity": "warning", "service": spec.name},
+            "annotations": {
+                "summary": f"{where}: task events are not being confirmed by their consumer",
+                "description": f"The oldest event kept in the outbox has waited over "
+                               f"{EVENTS_UNCONFIRMED_ALERT_SECONDS}s for data to commit it. Nothing is "
+                               "lost (the outbox keeps it and replays it), but stats are behind: "
+                               "check data's database and the event stream's Redis.",
+            },
+        })
+    if m.EVENTS_REPLAYED_TOTAL in owned:
+        alerts.append({
+            "alert": "FlotillaEventsReplayed",
+            "expr": f"sum by (reason) (increase({m.EVENTS_REPLAYED_TOTAL}{sel()}[15m])) > 0",
+            "labels": {"severity": "info", "service": spec.name},
+            "annotations": {
+                "summary": f"{where}: task events were published again ({{{{ $labels.reason }}}})",
+                "description": "reset: the stream's Redis lost its data (restart without AOF, failover, "
+                               "eviction); timeout: events stayed unconfirmed past "
+                               "TASKS_EVENTS_REPLAY_AFTER_SECONDS. The replay recovers them; "
+                               "see the README, Task events and Redis.",
+            },
+        })
+    if m.EVENTS_CONSUMER_LAG in owned:
+        alerts.append({
+            "alert": "FlotillaEventsConsumerLag",
+            "expr": f"max({m.EVENTS_CONSUMER_LAG}{sel()}) > {EVENTS_LAG_ALERT}",
+            "for": "10m",
+            "labels": {"severity": "warning", "service": spec.name},
+            "annotations": {
+                "summary": f"{where}: the task-event consumer is over {EVENTS_LAG_ALERT} events behind",
+                "description": "Events published but not committed without a gap: the consumer is "
+                               "slow or failing, or a gap waits for a replay.",
+            },
+        })
+    return alerts
 
 
 def dashboard(spec: ServiceSpec) -> dict[str, Any]:
@@ -261,6 +335,7 @@ def rule_groups(spec: ServiceSpec) -> list[dict[str, Any]]:
     return [
         {"name": f"{group}-recording", "interval": "30s", "rules": [*recording, budget_left]},
         {"name": f"{group}-alerts", "rules": alerts},
+        *([{"name": f"{group}-events", "rules": events}] if (events := _event_alerts(spec, sel)) else []),
     ]
 
 

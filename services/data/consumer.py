@@ -5,6 +5,11 @@ transaction, commit, then XACK. A crash before the commit leaves the entries pen
 they are claimed again (XAUTOCLAIM of entries idle longer than ``claim_idle_ms``) by
 whichever consumer looks next, this one included, on start and periodically. A crash
 between commit and XACK redelivers events that are then skipped as duplicates.
+
+About once a second the consumer also writes its confirmed sequence to the stream's
+``confirmed`` key and reads the producer's ``head`` (one round trip, whatever the
+event rate): the relay keeps every event until it is confirmed, and publishes again
+what stays unconfirmed, so entries that Redis lost are delivered again (kit.events).
 """
 
 from __future__ import annotations
@@ -18,10 +23,18 @@ from pydantic import ValidationError
 from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 
-from services.data.projection import ApplyResult, apply_events
+from services.data.progress import EventProgress
+from services.data.projection import ApplyResult, apply_events, confirmed_sequence
 from services.data.settings import DataSettings
 from services.kit.db import Database
-from services.kit.events import DATA_GROUP, TaskEvent, from_stream_fields
+from services.kit.events import (
+    DATA_GROUP,
+    TASK_EVENTS_PRODUCER,
+    TaskEvent,
+    confirmed_key,
+    from_stream_fields,
+    head_key,
+)
 
 log = structlog.get_logger("flotilla.data.consumer")
 
@@ -31,7 +44,8 @@ ResultHook = Callable[[ApplyResult, int], None]
 
 
 class StreamConsumer:
-    def __init__(self, *, redis: Redis, db: Database, settings: DataSettings, on_batch: ResultHook) -> None:
+    def __init__(self, *, redis: Redis, db: Database, settings: DataSettings, on_batch: ResultHook,
+                 progress: EventProgress) -> None:
         self.redis = redis
         self.db = db
         self.stream = settings.events_stream
@@ -42,8 +56,11 @@ class StreamConsumer:
         self.claim_idle_ms = settings.consumer_claim_idle_ms
         self.claim_interval = settings.consumer_claim_interval_seconds
         self.on_batch = on_batch
+        self.progress = progress
+        self.report_interval = settings.consumer_report_interval_seconds
         self._group_ready = False
         self._next_claim_at = 0.0
+        self._next_report_at = 0.0
 
     async def step(self) -> bool:
         """One loop step (always ready for the next: the blocking read is the wait)."""
@@ -57,7 +74,25 @@ class StreamConsumer:
         except Exception:
             self._group_ready = False  # a restarted Redis has lost the group: create it again
             raise
+        finally:
+            if time.monotonic() >= self._next_report_at:
+                self._next_report_at = time.monotonic() + self.report_interval
+                try:
+                    await self.report()
+                except Exception as exc:  # the next report retries; consuming goes on meanwhile
+                    log.warning("event_progress_report_failed", error_type=type(exc).__name__)
         return True
+
+    async def report(self) -> None:
+        """Write the confirmed sequence where the relay reads it; read the producer's head."""
+        if self.progress.confirmed is None:
+            async with self.db.session() as session:
+                self.progress.known(confirmed=await confirmed_sequence(session, TASK_EVENTS_PRODUCER))
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.set(confirmed_key(self.stream), self.progress.confirmed or 0)
+            pipe.get(head_key(self.stream))
+            _, head = await pipe.execute()
+        self.progress.known(head=int(head) if head else None)
 
     async def ensure_group(self) -> None:
         try:
@@ -110,8 +145,10 @@ class StreamConsumer:
                 log.error("invalid_task_event", entry_id=entry_id)
         result = ApplyResult()
         if events:
+            self.progress.saw(event.seq for event in events)
             async with self.db.session() as session, session.begin():
                 result = await apply_events(session, events)
+            self.progress.committed(result)
         await self.redis.xack(self.stream, self.group, *[entry_id for entry_id, _ in entries])
         self.on_batch(result, invalid)
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 
-from sqlalchemy import Boolean, Index, String, Uuid
+from sqlalchemy import BigInteger, Boolean, Index, String, Uuid
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from services.data.titles import TITLE_KEY_LENGTH
@@ -48,3 +48,16 @@ class ProcessedEvent(DataBase):
 
     event_id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True)
     processed_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+    #: The producer's sequence number of the event (``kit.events``), when it has one:
+    #: what the confirmed sequence advances over.
+    seq: Mapped[int | None] = mapped_column(BigInteger, nullable=True, index=True)
+
+
+class EventWatermark(DataBase):
+    """Per producer, the highest sequence N such that every event 1..N is committed
+    here; advanced in the transaction that applies the events."""
+
+    __tablename__ = "event_watermarks"
+
+    producer: Mapped[str] = mapped_column(String(64), primary_key=True)
+    confirmed_seq: Mapped[int] = mapped_column(BigInteger)

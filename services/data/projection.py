@@ -3,6 +3,10 @@
 The caller owns the transaction: the event ids and the snapshot changes commit
 together, so an event is either fully applied and remembered, or neither. A
 redelivered event finds its id already there and changes nothing.
+
+The producer's sequence numbers (``kit.events``) are remembered with the ids, and the
+same transaction advances the producer's confirmed sequence over them, so what is
+confirmed is exactly what is committed.
 """
 
 from __future__ import annotations
@@ -13,14 +17,14 @@ from datetime import timedelta
 from typing import Any
 
 from pydantic import ValidationError
-from sqlalchemy import and_, delete
+from sqlalchemy import BigInteger, and_, case, delete, exists, func, literal, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.data.models import ProcessedEvent, TaskSnapshot
+from services.data.models import EventWatermark, ProcessedEvent, TaskSnapshot
 from services.data.titles import title_key
 from services.kit.db import utcnow
-from services.kit.events import TaskEvent
+from services.kit.events import TASK_EVENTS_PRODUCER, TaskEvent
 
 
 @dataclass
@@ -28,6 +32,16 @@ class ApplyResult:
     applied: int = 0
     duplicates: int = 0
     owners: set[str] = field(default_factory=set)
+    #: The producer's confirmed sequence after this batch (None: no numbered events).
+    confirmed_seq: int | None = None
+    #: The highest sequence number in the batch (None: no numbered events).
+    highest_seq: int | None = None
+
+    @property
+    def gap(self) -> bool:
+        """Events beyond the confirmed sequence are committed: one before them is missing."""
+        return self.highest_seq is not None and self.confirmed_seq is not None \
+            and self.highest_seq > self.confirmed_seq
 
 
 def _insert(session: AsyncSession, table: type[Any]) -> Any:
@@ -41,7 +55,7 @@ async def _remember(session: AsyncSession, events: Sequence[TaskEvent]) -> set[s
     """Record the events' ids in one statement; the ids that were new (not redeliveries)."""
     now = utcnow()
     statement = (_insert(session, ProcessedEvent)
-                 .values([{"event_id": event.event_id, "processed_at": now} for event in events])
+                 .values([{"event_id": event.event_id, "processed_at": now, "seq": event.seq} for event in events])
                  .on_conflict_do_nothing(index_elements=["event_id"])
                  .returning(ProcessedEvent.event_id))
     return {str(event_id) for event_id in (await session.scalars(statement))}
@@ -102,13 +116,69 @@ async def apply_events(session: AsyncSession, events: Sequence[TaskEvent]) -> Ap
         await _upsert_snapshots(session, round_)
     result.applied = len(fresh)
     result.owners = {event.owner_id for event in fresh}
+    numbered = [event.seq for event in events if event.seq is not None]
+    if numbered:
+        result.highest_seq = max(numbered)
+        result.confirmed_seq = await advance_confirmed(session, TASK_EVENTS_PRODUCER)
     return result
 
 
+def _end_of_run_after(confirmed: Any) -> Any:
+    """The last sequence of the unbroken run that starts right after ``confirmed``
+    (``confirmed`` itself when the next one is missing).
+
+    The run ends at the first recorded ``seq`` whose successor is not recorded: every
+    number between ``confirmed + 1`` and that one is there. An index range scan from
+    ``confirmed`` that stops at the first hole, so its cost is the run's length.
+    """
+    successor = ProcessedEvent.__table__.alias("successor")
+    end = (select(ProcessedEvent.seq)
+           .where(ProcessedEvent.seq > confirmed,
+                  ~exists().where(successor.c.seq == ProcessedEvent.seq + 1))
+           .order_by(ProcessedEvent.seq).limit(1).scalar_subquery())
+    next_there = exists().where(ProcessedEvent.seq == confirmed + 1)
+    return select(case((next_there, end), else_=confirmed))
+
+
+async def advance_confirmed(session: AsyncSession, producer: str) -> int:
+    """Move ``producer``'s confirmed sequence over the numbers now recorded; the new value.
+
+    The watermark row is locked first, so consumers committing at the same time take
+    turns here, and each one's scan (a statement after the lock, with a fresh snapshot
+    under READ COMMITTED) sees the numbers the previous one committed.
+    """
+    locked = select(EventWatermark.confirmed_seq).where(EventWatermark.producer == producer)
+    if session.get_bind().dialect.name == "postgresql":
+        locked = locked.with_for_update()
+    current = await session.scalar(locked)
+    if current is None:  # a producer without a row yet (the migration adds "tasks")
+        await session.execute(_insert(session, EventWatermark).values(producer=producer, confirmed_seq=0)
+                              .on_conflict_do_nothing(index_elements=["producer"]))
+        current = int(await session.scalar(locked) or 0)
+    advanced = int(await session.scalar(_end_of_run_after(literal(current, BigInteger))) or current)
+    if advanced != current:
+        await session.execute(update(EventWatermark).where(EventWatermark.producer == producer)
+                              .values(confirmed_seq=advanced))
+    return advanced
+
+
+async def confirmed_sequence(session: AsyncSession, producer: str) -> int:
+    """The confirmed sequence of ``producer`` (0 when nothing is)."""
+    value = await session.scalar(select(EventWatermark.confirmed_seq).where(EventWatermark.producer == producer))
+    return int(value or 0)
+
+
 async def forget_processed_before(session: AsyncSession, *, days: int) -> int:
-    """Drop de-duplication ids older than ``days``; the number dropped."""
+    """Drop de-duplication ids older than ``days``; the number dropped.
+
+    Numbered ids beyond the lowest confirmed sequence stay: the confirmed sequence
+    still has to advance over them once the gap before them is filled.
+    """
     cutoff = utcnow() - timedelta(days=days)
-    outcome = await session.execute(delete(ProcessedEvent).where(ProcessedEvent.processed_at < cutoff))
+    confirmed = select(func.coalesce(func.min(EventWatermark.confirmed_seq), 0)).scalar_subquery()
+    outcome = await session.execute(delete(ProcessedEvent).where(
+        ProcessedEvent.processed_at < cutoff,
+        or_(ProcessedEvent.seq.is_(None), ProcessedEvent.seq <= confirmed)))
     return int(getattr(outcome, "rowcount", 0) or 0)
 
 

@@ -57,11 +57,16 @@ async def require_internal_token(
         raise Unauthorized("missing or invalid internal token", headers={})
 
 
-@internal_router.post(INGEST_PATH, response_model=IngestResult, dependencies=[Depends(require_internal_token)])
+# confirmed_seq is left out of the answer for batches without numbered events.
+@internal_router.post(INGEST_PATH, response_model=IngestResult, response_model_exclude_none=True,
+                      dependencies=[Depends(require_internal_token)])
 async def ingest_events(batch: TaskEventBatch, session: SessionDep, runtime: RuntimeDep) -> IngestResult:
     """Apply a batch from the tasks relay when there is no Redis Stream between them."""
     events, invalid = parse_events(batch.events)
+    runtime.progress.saw(event.seq for event in events)
     async with session.begin():
         result = await apply_events(session, events)
+    runtime.progress.committed(result)
     runtime.record(result, invalid)
-    return IngestResult(applied=result.applied, duplicates=result.duplicates, invalid=invalid)
+    return IngestResult(applied=result.applied, duplicates=result.duplicates, invalid=invalid,
+                        confirmed_seq=result.confirmed_seq)

@@ -11,6 +11,7 @@ import structlog
 from prometheus_client import Counter
 
 from services.data.consumer import StreamConsumer, consumer_redis
+from services.data.progress import EventProgress
 from services.data.projection import ApplyResult, forget_processed_before
 from services.data.recommendations import Recommender
 from services.data.settings import DataSettings
@@ -31,6 +32,7 @@ class DataRuntime:
     settings: DataSettings
     recommender: Recommender
     consumed: Counter
+    progress: EventProgress
 
     def record(self, result: ApplyResult, invalid: int) -> None:
         self.consumed.labels(result="applied").inc(result.applied)
@@ -57,7 +59,14 @@ def data_runtime(settings: DataSettings) -> Worker:
                            registry=kit.metrics.registry)
         for result in ("applied", "duplicate", "invalid"):
             consumed.labels(result=result)  # exported as 0 from the start
-        runtime = DataRuntime(settings=settings, recommender=Recommender(kit, settings), consumed=consumed)
+        progress = EventProgress(kit.metrics.registry, max_lag=settings.events_max_lag)
+
+        async def describe_progress() -> dict[str, int | None]:
+            return {"lag": progress.lag, "confirmed_seq": progress.confirmed}
+
+        kit.health.add("events", progress.check, critical=False, describe=describe_progress)
+        runtime = DataRuntime(settings=settings, recommender=Recommender(kit, settings), consumed=consumed,
+                              progress=progress)
         kit.runtime = runtime
         if not settings.ingest_enabled:
             log.warning("event_ingest_disabled", reason="DATA_INTERNAL_TOKEN is unset")
@@ -69,11 +78,12 @@ def data_runtime(settings: DataSettings) -> Worker:
                                   idle_seconds=settings.popular_refresh_seconds,
                                   backoff_max_seconds=settings.popular_refresh_seconds)
             await stack.enter_async_context(popular.running(grace_seconds=STOP_GRACE_SECONDS))
-            redis_url = settings.redis_url.get_secret_value()
+            redis_url = settings.stream_redis_url
             if redis_url:
                 redis = consumer_redis(redis_url, settings)
                 stack.push_async_callback(redis.aclose)
-                consumer = StreamConsumer(redis=redis, db=kit.database, settings=settings, on_batch=runtime.record)
+                consumer = StreamConsumer(redis=redis, db=kit.database, settings=settings, on_batch=runtime.record,
+                                          progress=progress)
                 loop = ServiceLoop("event-consumer", consumer.step, idle_seconds=0,
                                    backoff_max_seconds=settings.consumer_backoff_max_seconds)
                 # The grace covers one blocking read plus one batch's transaction.

@@ -47,3 +47,6 @@ class IngestResult(BaseModel):
     applied: int
     duplicates: int
     invalid: int
+    #: The producer's confirmed sequence after this batch: the relay may forget every
+    #: event up to it (None when the batch had no numbered events).
+    confirmed_seq: int | None = None

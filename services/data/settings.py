@@ -32,6 +32,12 @@ class DataSettings(ServiceSettings):
     #: How often to look for such entries (also done once on start).
     consumer_claim_interval_seconds: float = Field(default=30.0, gt=0)
     consumer_backoff_max_seconds: float = Field(default=5.0, gt=0)
+    #: How often the consumer writes its confirmed sequence for the relay (which keeps
+    #: unconfirmed events and replays them) and reads the producer's head (for the lag).
+    consumer_report_interval_seconds: float = Field(default=1.0, gt=0)
+    #: The "events" health check (and so /health) reports degraded beyond this many
+    #: events published but not yet confirmed (committed here without a gap).
+    events_max_lag: int = Field(default=1000, ge=0)
     #: Event ids are remembered this long for de-duplication; redeliveries come within
     #: minutes, so a week is generous while keeping the table bounded.
     processed_events_retention_days: int = Field(default=7, ge=1)

@@ -52,8 +52,12 @@ class GatewaySettings(ServiceSettings):
     retry_backoff_seconds: float = Field(default=0.05, ge=0)
     retry_backoff_max_seconds: float = Field(default=0.5, ge=0)
 
-    #: Circuit breaker per upstream: consecutive failures to open it, seconds until it half-opens.
+    #: Circuit breaker per upstream: consecutive failures to open it. An open breaker
+    #: half-opens (lets a trial through) after breaker_first_recovery_seconds, a wait
+    #: that doubles after each failed trial up to breaker_recovery_seconds and starts
+    #: over once a trial succeeds.
     breaker_threshold: int = Field(default=5, ge=1)
+    breaker_first_recovery_seconds: float = Field(default=0.5, gt=0)
     breaker_recovery_seconds: float = Field(default=30.0, gt=0)
 
     #: After a merged OpenAPI document missed a service, fetch again at most this often.

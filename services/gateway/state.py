@@ -70,6 +70,7 @@ def gateway_worker(settings: GatewaySettings) -> Worker:
             upstreams = await open_upstreams(settings, stack)
             breakers = Breakers(kit.metrics, threshold=settings.breaker_threshold,
                                 recovery_seconds=settings.breaker_recovery_seconds,
+                                first_recovery_seconds=settings.breaker_first_recovery_seconds,
                                 # The gateway's own pool limit says nothing about the upstream.
                                 ignore=[GatewayOverloaded])
             limiter = EdgeRateLimiter(redis_url=settings.redis_url.get_secret_value(),

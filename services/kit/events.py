@@ -18,6 +18,25 @@ in addition to their own prefix, so a stream name must always start with it.
 Delivery is at least once (the relay may publish an event again after a failure
 between publish and marking the outbox row), so consumers are idempotent by
 ``event_id``.
+
+End to end, no event is forgotten by its producer before its consumer has committed
+it, even when Redis loses its data:
+
+- the relay numbers events as it first publishes them (``seq``: 1, 2, 3 ... per
+  producer, no holes, never reused);
+- the consumer records each event's ``seq`` with its id, in the transaction that
+  applies it, and advances its *confirmed* sequence: the highest N with every event
+  1..N committed. It writes N to ``confirmed_key(stream)`` (the HTTP ingest returns it);
+- the relay keeps published rows until their ``seq`` is confirmed, and publishes an
+  unconfirmed row again after a timeout, or at once when ``epoch_key(stream)``
+  changed (Redis lost its data: the stream and the pending entries are gone).
+  Pruning removes only confirmed rows.
+
+The two keys live under the stream's own name, inside ``EVENT_STREAM_PREFIX``, so the
+producer's and the consumer's ACLs already cover them: no new credential, and no
+network path from tasks to data. A key lost with Redis's data is never read as a
+confirmation: the relay keeps the highest value it has seen, and the consumer writes
+its value again every second.
 """
 
 from __future__ import annotations
@@ -35,6 +54,23 @@ EVENT_STREAM_PREFIX = "flotilla:events:"
 TASK_EVENTS_STREAM = f"{EVENT_STREAM_PREFIX}tasks"
 #: The consumer group of the data service on TASK_EVENTS_STREAM.
 DATA_GROUP = "data"
+#: The producer whose sequence the task events carry (one counter for all its replicas).
+TASK_EVENTS_PRODUCER = "tasks"
+
+
+def confirmed_key(stream: str) -> str:
+    """The consumer's confirmed sequence on ``stream`` (written by the consumer)."""
+    return f"{stream}:confirmed"
+
+
+def head_key(stream: str) -> str:
+    """The highest sequence published on ``stream`` (written by the relay; for the lag)."""
+    return f"{stream}:head"
+
+
+def epoch_key(stream: str) -> str:
+    """A random value set once per Redis dataset: when it changes, Redis lost its data."""
+    return f"{stream}:epoch"
 
 #: Internal ingest endpoint of the data service (embedded mode, no Redis). Never
 #: routed by the gateway and left out of the OpenAPI document.
@@ -66,6 +102,8 @@ class TaskEvent(BaseModel):
     status: TaskStatus
     title: str = Field(max_length=200)
     occurred_at: AwareDatetime
+    #: The producer's sequence number (absent on events published before numbering).
+    seq: int | None = Field(default=None, ge=1)
 
 
 class TaskEventBatch(BaseModel):

@@ -61,6 +61,20 @@ OUTBOX_PUBLISHED_TOTAL = "flotilla_outbox_published_total"
 EVENTS_CONSUMED_TOTAL = "flotilla_events_consumed_total"
 #: Counter; labels: source (personalised, popular, none). Recommendation responses (data).
 RECOMMENDATIONS_TOTAL = "flotilla_recommendations_total"
+#: Gauge; published outbox rows the consumer has not confirmed yet, plus unpublished
+#: ones (tasks). Kept until confirmed; growing = events not reaching data's database.
+EVENTS_UNCONFIRMED = "flotilla_events_unconfirmed"
+#: Gauge (seconds); age of the oldest unconfirmed outbox row, 0 when none (tasks).
+EVENTS_OLDEST_UNCONFIRMED_AGE_SECONDS = "flotilla_events_oldest_unconfirmed_age_seconds"
+#: Counter; labels: reason (timeout: unconfirmed past TASKS_EVENTS_REPLAY_AFTER_SECONDS,
+#: reset: Redis lost its data). Outbox rows published again (tasks).
+EVENTS_REPLAYED_TOTAL = "flotilla_events_replayed_total"
+#: Gauge; events the producer has published (or the consumer has seen) beyond the
+#: consumer's confirmed sequence (data).
+EVENTS_CONSUMER_LAG = "flotilla_events_consumer_lag"
+#: Counter; times the consumer committed events past a missing one (a gap in the
+#: sequence: an event lost or still pending), counted when the gap opens (data).
+EVENTS_GAPS_DETECTED_TOTAL = "flotilla_events_gaps_detected_total"
 
 EVENTS: tuple[str, ...] = (
     OUTBOX_BACKLOG,
@@ -68,4 +82,17 @@ EVENTS: tuple[str, ...] = (
     OUTBOX_PUBLISHED_TOTAL,
     EVENTS_CONSUMED_TOTAL,
     RECOMMENDATIONS_TOTAL,
+    EVENTS_UNCONFIRMED,
+    EVENTS_OLDEST_UNCONFIRMED_AGE_SECONDS,
+    EVENTS_REPLAYED_TOTAL,
+    EVENTS_CONSUMER_LAG,
+    EVENTS_GAPS_DETECTED_TOTAL,
 )
+
+#: Which service exports which event metric: the operator adds the event panels and
+#: alerts to the dashboards and rules of the ServiceSpec with that name.
+EVENTS_EXPORTED_BY: dict[str, tuple[str, ...]] = {
+    "tasks": (OUTBOX_BACKLOG, OUTBOX_OLDEST_AGE_SECONDS, OUTBOX_PUBLISHED_TOTAL,
+              EVENTS_UNCONFIRMED, EVENTS_OLDEST_UNCONFIRMED_AGE_SECONDS, EVENTS_REPLAYED_TOTAL),
+    "data": (EVENTS_CONSUMED_TOTAL, RECOMMENDATIONS_TOTAL, EVENTS_CONSUMER_LAG, EVENTS_GAPS_DETECTED_TOTAL),
+}

@@ -37,6 +37,10 @@ class ServiceSettings(BaseSettings):
     database_url: SecretStr = SecretStr("")
     #: Empty means no Redis: an in-process cache (and in-process events).
     redis_url: SecretStr = SecretStr("")
+    #: The Redis holding the task-event stream (tasks publishes, data consumes), when
+    #: it should not be the one in ``redis_url``: a cache may evict keys
+    #: (``allkeys-*``) or run without persistence, a stream must not. Empty: ``redis_url``.
+    events_redis_url: SecretStr = SecretStr("")
     data_dir: Path = DEFAULT_DATA_DIR
 
     #: Connections per process. Size it to the process's real concurrency against the
@@ -140,6 +144,11 @@ class ServiceSettings(BaseSettings):
         if self.environment == "production" and owns_database and not self.database_url.get_secret_value():
             raise ValueError(f"{self.env_prefix()}DATABASE_URL is required in production")
         return self
+
+    @property
+    def stream_redis_url(self) -> str:
+        """Where the event stream lives: ``events_redis_url``, else ``redis_url`` (empty: none)."""
+        return self.events_redis_url.get_secret_value() or self.redis_url.get_secret_value()
 
     @computed_field  # type: ignore[prop-decorator]
     @property

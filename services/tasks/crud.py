@@ -38,7 +38,7 @@ def _event_row(event_type: str, task: Mapping[str, Any]) -> dict[str, Any]:
         "occurred_at": utcnow().isoformat(),
     }
     return {"id": event_id, "event_type": event_type, "task_id": task["id"], "owner_id": task["owner_id"],
-            "payload": payload, "created_at": utcnow(), "published_at": None}
+            "payload": payload, "created_at": utcnow(), "published_at": None, "seq": None}
 
 
 def _task_row(task: Task) -> dict[str, Any]:

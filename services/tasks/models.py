@@ -7,7 +7,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import JSON, Enum, Index, String, Text, Uuid
+from sqlalchemy import JSON, BigInteger, Enum, Index, String, Text, Uuid
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from services.kit.db import UTCDateTime, utcnow
@@ -65,12 +65,27 @@ class OutboxEvent(TasksBase):
     owner_id: Mapped[str] = mapped_column(String(64))
     payload: Mapped[dict[str, Any]] = mapped_column(JSON)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    #: When the relay (last) published the row: first publication, then each replay.
     published_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    #: The producer's sequence number, given by the relay just before the first
+    #: publication (so numbers follow publication order and have no holes).
+    seq: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
 
     __table_args__ = (
+        Index("ix_outbox_seq", "seq", unique=True),
         Index("ix_outbox_unpublished", "created_at",
               postgresql_where=published_at.is_(None), sqlite_where=published_at.is_(None)),
         # Serves the retention prune (published rows older than a cutoff).
         Index("ix_outbox_published", "published_at",
               postgresql_where=published_at.isnot(None), sqlite_where=published_at.isnot(None)),
     )
+
+
+class OutboxSequence(TasksBase):
+    """The last sequence number handed out, per producer: never goes back, even when
+    every numbered row has been pruned."""
+
+    __tablename__ = "outbox_sequence"
+
+    producer: Mapped[str] = mapped_column(String(64), primary_key=True)
+    last_seq: Mapped[int] = mapped_column(BigInteger)

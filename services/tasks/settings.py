@@ -33,8 +33,16 @@ class TasksSettings(ServiceSettings):
     relay_backoff_max_seconds: float = Field(default=5.0, gt=0)
     #: The "events" health check reports down when the oldest unpublished row is older.
     relay_max_backlog_age_seconds: float = Field(default=60.0, gt=0)
-    #: Published outbox rows are kept this long (for inspection and replay), then deleted:
-    #: without it the table grows by a row with every write, forever.
+    #: Published outbox rows are kept this long (for inspection and replay), then deleted
+    #: once the consumer has confirmed them: without it the table grows by a row with
+    #: every write, forever. Unconfirmed rows are never deleted.
     outbox_retention_seconds: float = Field(default=86_400.0, ge=0)
+    #: A published row the consumer has not confirmed this long after its publication
+    #: is published again (its entry may have died with Redis's data). A replay of an
+    #: event that was only slow is skipped by the consumer as a duplicate.
+    events_replay_after_seconds: float = Field(default=30.0, gt=0)
+    #: How often the relay reads the consumer's confirmed sequence (and the stream's
+    #: epoch, to notice a Redis that lost its data): one Redis round trip each time.
+    events_confirm_interval_seconds: float = Field(default=1.0, gt=0)
     #: How often the relay deletes published rows older than the retention.
     outbox_prune_interval_seconds: float = Field(default=60.0, gt=0)

@@ -40,6 +40,8 @@ STACK_ENV = {
     "GATEWAY_BREAKER_RECOVERY_SECONDS": "2",
     "GATEWAY_OPENAPI_RETRY_SECONDS": "0",
     "TASKS_RELAY_BACKOFF_MAX_SECONDS": "1",
+    # an event still unconfirmed 5 s after its publication is published again
+    "TASKS_EVENTS_REPLAY_AFTER_SECONDS": "5",
     "DATA_CONSUMER_BACKOFF_MAX_SECONDS": "1",
     "DATA_CONSUMER_BLOCK_MS": "500",
     # a restarted data service takes over a dead consumer's entries after 2 s idle
@@ -56,10 +58,12 @@ class Scale:
     workers: int = 8
     outage_seconds: float = 3.0
     fuzz_examples: int = 15
+    #: Users writing at once in the event-loss scenario (issue 19's table had twenty).
+    users: int = 4
 
     @classmethod
     def current(cls) -> Scale:
-        return cls(workers=16, outage_seconds=10.0, fuzz_examples=50) if FULL else cls()
+        return cls(workers=16, outage_seconds=10.0, fuzz_examples=50, users=20) if FULL else cls()
 
 
 @dataclass

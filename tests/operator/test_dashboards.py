@@ -18,7 +18,7 @@ SPEC = spec.parse({"metadata": {"name": "tasks", "namespace": "flotilla"},
                    "spec": {"dashboards": {"slo": {"availability": 99.5, "latencyP95Ms": 250}}}})
 IDENTIFIER = re.compile(r"\b([a-zA-Z_:][a-zA-Z0-9_:]*)\s*[{\[]")
 FUNCTIONS_AND_KEYWORDS = {"rate", "sum", "by", "histogram_quantile", "min", "max", "count", "scalar",
-                          "avg_over_time", "and", "or"}
+                          "avg_over_time", "and", "or", "increase"}
 
 
 def _recorded() -> set[str]:
@@ -44,7 +44,7 @@ def test_dashboard_configmap_is_grafana_json() -> None:
 
 
 def test_every_expression_names_an_exported_metric() -> None:
-    allowed = set(metric_names.ALL) | _recorded()
+    allowed = set(metric_names.ALL) | set(metric_names.EVENTS_EXPORTED_BY[SPEC.name]) | _recorded()
     for expr in dashboards.all_expressions(SPEC):
         used = _metrics_in(expr)
         assert used, f"no metric in {expr}"
@@ -55,7 +55,7 @@ def test_every_expression_names_an_exported_metric() -> None:
 
 def test_burn_rate_alerts_follow_the_workbook() -> None:
     alerts = [r for g in dashboards.rule_groups(SPEC) for r in g["rules"] if "alert" in r]
-    availability = [a for a in alerts if a["labels"]["slo"] == "availability"]
+    availability = [a for a in alerts if a["labels"].get("slo") == "availability"]
     critical = next(a for a in availability if a["labels"]["severity"] == "critical")["expr"]
     warning = next(a for a in availability if a["labels"]["severity"] == "warning")["expr"]
     assert "ratio_rate1h" in critical
@@ -94,3 +94,13 @@ def test_service_monitor_selects_the_service() -> None:
     assert monitor["spec"]["jobLabel"] == "app.kubernetes.io/name"
     assert monitor["spec"]["endpoints"][0]["path"] == "/metrics"
     assert monitor["spec"]["endpoints"][0]["port"] == "metrics"  # the chart's metrics port, never the API's
+
+
+def test_event_delivery_alerts_go_to_the_service_exporting_their_metrics() -> None:
+    def alerts_of(name: str) -> set[str]:
+        one = spec.parse({"metadata": {"name": name, "namespace": "flotilla"}, "spec": {}})
+        return {r["alert"] for g in dashboards.rule_groups(one) for r in g["rules"] if "alert" in r}
+
+    assert {"FlotillaEventsUnconfirmed", "FlotillaEventsReplayed"} <= alerts_of("tasks")
+    assert "FlotillaEventsConsumerLag" in alerts_of("data")
+    assert not {a for a in alerts_of("users") if a.startswith("FlotillaEvents")}

@@ -26,11 +26,13 @@ def dead_url() -> str:
 
 def gateway_settings(**overrides: Any) -> GatewaySettings:
     """Every upstream unreachable unless overridden; quick backoff, and a breaker recovery window
-    long enough that a slow machine does not see an open breaker half-open before it looks."""
+    long enough that a slow machine does not see an open breaker half-open before it looks
+    (the first window too: tests of the short growing one set it themselves)."""
     values: dict[str, Any] = {
         **service_env("GATEWAY_"),
         **{f"{backend.name}_url": dead_url() for backend in catalog.BACKENDS},
         "breaker_recovery_seconds": 5.0,
+        "breaker_first_recovery_seconds": 5.0,
         "retry_backoff_seconds": 0.01,
         "retry_backoff_max_seconds": 0.05,
         **overrides,

@@ -12,6 +12,7 @@ import orjson
 import pytest
 from redis.asyncio import Redis
 
+from services.kit.events import confirmed_key
 from tests.services.conftest import running
 from tests.support.events import outbox_event_ids, outbox_settles, outbox_state, tasks_app, unique_stream
 from tests.support.polling import eventually
@@ -105,15 +106,23 @@ async def test_redis_down_writes_succeed_and_every_event_is_delivered_after(
         assert sorted(ids) == sorted(await outbox_event_ids(app))  # none lost, none twice
 
 
-async def test_published_rows_are_pruned_after_the_retention_and_unpublished_never(
+async def test_published_rows_are_pruned_after_the_retention_once_confirmed_and_unpublished_never(
     pg_url: str, own_redis: RedisServer, stream: str, tmp_path: Path
 ) -> None:
     app = tasks_app(database_url=pg_url, redis_url=own_redis.url, data_dir=tmp_path, events_stream=stream,
-                    redis_timeout_seconds=0.3, outbox_retention_seconds=0, outbox_prune_interval_seconds=0.05)
+                    redis_timeout_seconds=0.3, outbox_retention_seconds=0, outbox_prune_interval_seconds=0.05,
+                    events_confirm_interval_seconds=0.05)
     alice = auth_header(f"alice-{uuid.uuid4().hex[:6]}")
     async with running(app) as client:
         for i in range(3):
             assert (await client.post("/api/v1/tasks", json={"title": f"t{i}"}, headers=alice)).status_code == 201
+        await eventually(outbox_settles(app, 3), message="3 events published")
+        # Published is not enough: a row goes once the consumer has confirmed its number.
+        async with Redis.from_url(own_redis.url) as redis:
+            await redis.set(confirmed_key(stream), 2)
+        await eventually(outbox_settles(app, 1), message="the 2 confirmed rows pruned")
+        async with Redis.from_url(own_redis.url) as redis:
+            await redis.set(confirmed_key(stream), 3)
 
         async def emptied() -> bool:
             return await outbox_state(app) == {"published": 0, "unpublished": 0}
