@@ -141,8 +141,8 @@ def test_postgres_crash_then_redis_data_loss_leaves_every_users_stats_exact(
                 stats = eventually_sync(lambda headers=headers, stored=stored: (s := _stats(client, headers))
                                         and s["created"] == len(stored) and s, within=90, interval=0.3)
                 delivered += stats["created"]
-        tasks_metrics = httpx.get(f"{calm_stack.url(catalog.TASKS)}/metrics", timeout=5).text
-        data_metrics = httpx.get(f"{calm_stack.url(catalog.DATA)}/metrics", timeout=5).text
+        tasks_metrics = httpx.get(f"{calm_stack.metrics_url(catalog.TASKS)}/metrics", timeout=5).text
+        data_metrics = httpx.get(f"{calm_stack.metrics_url(catalog.DATA)}/metrics", timeout=5).text
     finally:
         store.close()
 
