@@ -283,7 +283,8 @@ class DashboardsPart:
     name = "dashboards"
 
     async def ensure(self, ctx: Context, spec: ServiceSpec, body: kopf.Body) -> Outcome:
-        configmap = dashboards.dashboard_configmap(spec)
+        monitoring = ctx.settings.monitoring()
+        configmap = dashboards.dashboard_configmap(spec, monitoring)
         kopf.adopt(configmap, owner=body)
         actions = []
         if (applied := await ctx.kube.apply(configmap, "configmaps")) != "unchanged":
@@ -297,8 +298,8 @@ class DashboardsPart:
                          "CRDs, or set spec.dashboards.enabled=false); re-checked by the drift timer"),
                 actions=actions, fields=fields, ready=False,
             )
-        for obj, plural in ((dashboards.service_monitor(spec), "servicemonitors"),
-                            (dashboards.prometheus_rule(spec), "prometheusrules")):
+        for obj, plural in ((dashboards.service_monitor(spec, monitoring), "servicemonitors"),
+                            (dashboards.prometheus_rule(spec, monitoring), "prometheusrules")):
             kopf.adopt(obj, owner=body)
             if (applied := await ctx.kube.apply(obj, plural)) != "unchanged":
                 actions.append(f"{applied} {obj['kind']} {obj['metadata']['name']}")

@@ -501,6 +501,16 @@ def test_servicespec_carries_the_values():
     }
 
 
+def test_servicespec_passes_monitoring_labels_and_folder_to_the_operator(kube_version):
+    objects = render(SERVICE_CHART, {"serviceSpec": {"dashboards": {
+        "monitoringLabels": {"release": "team-prometheus"}, "folder": "Team A"}}})
+    validate(objects, kube_version)
+    spec = helm.find(objects, "ServiceSpec")["spec"]["dashboards"]
+    assert spec["monitoringLabels"] == {"release": "team-prometheus"}
+    assert spec["folder"] == "Team A"
+    assert "monitoringLabels" not in helm.find(render(SERVICE_CHART), "ServiceSpec")["spec"]["dashboards"]
+
+
 # --- optional objects ---------------------------------------------------------------------------
 
 
@@ -512,6 +522,11 @@ def test_service_monitor_only_with_the_prometheus_operator_api_or_forced():
     assert helm.find_all(render(SERVICE_CHART, api_versions=("monitoring.coreos.com/v1",)), "ServiceMonitor") == [], (
         "off by default: the operator makes one from the ServiceSpec"
     )
+
+
+def test_service_monitor_is_selected_by_a_default_kube_prometheus_stack():
+    monitor = helm.find(render(SERVICE_CHART, {"serviceMonitor": {"enabled": True, "force": True}}), "ServiceMonitor")
+    assert monitor["metadata"]["labels"]["release"] == "kube-prometheus-stack"
 
 
 def test_helm_test_pod_calls_readiness_through_the_service():

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import helm_python
 import pytest
 import yaml
-from flotilla_operator import crd, spec
+from flotilla_operator import crd, dashboards, spec
+from flotilla_operator.settings import OperatorSettings
 
 from services.kit import catalog
 from tests.operator import manifests
@@ -102,3 +104,37 @@ def test_examples_cover_every_backend_and_pass_the_schema() -> None:
     for name, obj in examples.items():
         assert spec.schema_errors(obj) == [], name
         assert spec.parse(obj).redis.key_prefix == f"{name}:"
+
+
+def _operator_settings(objects: list[dict], monkeypatch: pytest.MonkeyPatch) -> OperatorSettings:
+    """The settings the operator would read from the Deployment's plain env values."""
+    container = helm.find(objects, "Deployment")["spec"]["template"]["spec"]["containers"][0]
+    for env in container["env"]:
+        if "value" in env:
+            monkeypatch.setenv(env["name"], env["value"])
+    return OperatorSettings()
+
+
+def test_monitoring_defaults_are_what_kube_prometheus_stack_selects(monkeypatch: pytest.MonkeyPatch) -> None:
+    objects = helm.render(manifests.CHART, {"metrics": {"serviceMonitor": {"enabled": True}}})
+    assert _operator_settings(objects, monkeypatch).monitoring() == dashboards.Monitoring()
+    assert dashboards.Monitoring().monitor_labels == {"release": "kube-prometheus-stack"}
+    own_monitor = helm.find(objects, "ServiceMonitor")
+    assert own_monitor["metadata"]["labels"]["release"] == "kube-prometheus-stack"
+
+
+def test_monitoring_values_reach_the_operator(monkeypatch: pytest.MonkeyPatch) -> None:
+    values = {"monitoring": {"labels": {"release": "prom", "example.com/team": "platform"},
+                             "dashboards": {"labels": {"grafana_dashboard": "yes"},
+                                            "folderAnnotation": "", "folder": "Platform"}},
+              "metrics": {"serviceMonitor": {"enabled": True}}}
+    assert helm.lint(manifests.CHART, values) == []
+    objects = helm.render(manifests.CHART, values)
+    assert _operator_settings(objects, monkeypatch).monitoring() == dashboards.Monitoring(
+        monitor_labels={"release": "prom", "example.com/team": "platform"},
+        dashboard_labels={"grafana_dashboard": "yes"}, folder_annotation="", folder="Platform")
+    own_monitor = helm.find(objects, "ServiceMonitor")
+    assert own_monitor["metadata"]["labels"]["release"] == "prom"
+    assert own_monitor["metadata"]["labels"]["example.com/team"] == "platform"
+    with pytest.raises(helm_python.HelmValuesError, match="bad key"):
+        helm.validate_values(manifests.CHART, {"monitoring": {"labels": {"bad key": "x"}}})
