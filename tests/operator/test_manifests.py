@@ -97,13 +97,14 @@ def test_chart_ships_the_crd() -> None:
     assert copy.read_text() == crd.source_text()
 
 
-def test_examples_cover_every_backend_and_pass_the_schema() -> None:
+def test_examples_cover_every_service_and_pass_the_schema() -> None:
     examples = {p.stem: _load(p)[0] for p in (ROOT / "k8s" / "examples").glob("*.yaml")
                 if p.name != "kustomization.yaml"}
-    assert set(examples) == {s.name for s in catalog.BACKENDS if s.has_database}
+    assert set(examples) == {s.name for s in catalog.SERVICES}
     for name, obj in examples.items():
         assert spec.schema_errors(obj) == [], name
         assert spec.parse(obj).redis.key_prefix == f"{name}:"
+        assert spec.parse(obj).database.enabled == catalog.by_name(name).has_database
 
 
 def _operator_settings(objects: list[dict], monkeypatch: pytest.MonkeyPatch) -> OperatorSettings:
