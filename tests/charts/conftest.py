@@ -98,9 +98,10 @@ def pod_spec(objects: list[dict[str, Any]], name: str | None = None) -> dict[str
 
 
 def app_container(objects: list[dict[str, Any]], name: str | None = None) -> dict[str, Any]:
+    """The service's own container: always the first (values' sidecars come after it)."""
     containers = pod_spec(objects, name)["containers"]
-    assert len(containers) == 1
     container: dict[str, Any] = containers[0]
+    assert container["args"][0] == container["name"], "the first container is not the service"
     return container
 
 

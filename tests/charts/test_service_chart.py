@@ -29,6 +29,14 @@ from tests.charts.conftest import (
 )
 from tests.support import helm
 
+#: An extra container as the restricted Pod Security profile wants it.
+_RESTRICTED_CONTAINER: dict[str, Any] = {
+    "image": "registry.example.com/tools/shipper:1.0",
+    "securityContext": {"allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True, "runAsNonRoot": True,
+                        "capabilities": {"drop": ["ALL"]}},
+    "resources": {"requests": {"cpu": "10m", "memory": "16Mi"}, "limits": {"memory": "32Mi"}},
+}
+
 #: Value sets a platform team plausibly uses; every one must lint and validate.
 VALUE_SETS: dict[str, dict[str, Any]] = {
     "defaults": {},
@@ -63,6 +71,15 @@ VALUE_SETS: dict[str, dict[str, Any]] = {
         "service": {"type": "NodePort", "port": 8080},
         "serviceAccount": {"create": False, "name": "shared"},
         "tests": {"enabled": False},
+    },
+    "extension-hooks": {
+        "envFrom": [{"secretRef": {"name": "tasks-extra"}}, {"configMapRef": {"name": "shared"}, "prefix": "TASKS_"}],
+        "extraVolumes": [{"name": "ca", "configMap": {"name": "postgres-ca"}}],
+        "extraVolumeMounts": [{"name": "ca", "mountPath": "/etc/postgres-ca", "readOnly": True}],
+        "initContainers": [_RESTRICTED_CONTAINER | {"name": "wait-for-ca", "command": ["test", "-s", "/etc/ca/ca.crt"],
+                                                    "volumeMounts": [{"name": "ca", "mountPath": "/etc/ca"},
+                                                                     {"name": "tmp", "mountPath": "/tmp"}]}],
+        "sidecars": [_RESTRICTED_CONTAINER | {"name": "log-shipper", "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}]}],
     },
     "shutdown-tuned": {
         "terminationGracePeriodSeconds": 60,
@@ -364,6 +381,30 @@ def test_pods_run_non_root_read_only_without_capabilities(values):
         assert {m["mountPath"]: m["name"] for m in container["volumeMounts"]}["/tmp"] in tmp_volumes
     for account in helm.find_all(objects, "ServiceAccount"):
         assert account["automountServiceAccountToken"] is False
+
+
+def test_extension_hooks_land_where_users_expect():
+    values = VALUE_SETS["extension-hooks"]
+    pod = pod_spec(render(SERVICE_CHART, values))
+    app, shipper = pod["containers"]
+    assert shipper["name"] == "log-shipper"
+    assert [c["name"] for c in pod["initContainers"]] == ["wait-for-ca", "migrate"], "user init containers first"
+    migrate = pod["initContainers"][1]
+    for container in (app, migrate):
+        assert container["envFrom"][1:] == values["envFrom"], "after the chart's ConfigMap, so they win"
+        assert {"name": "ca", "mountPath": "/etc/postgres-ca", "readOnly": True} in container["volumeMounts"]
+    assert {"name": "ca", "configMap": {"name": "postgres-ca"}} in pod["volumes"]
+    plain = pod_spec(render(SERVICE_CHART, {"database": {"migrate": False}}))
+    assert "initContainers" not in plain
+    assert [c["name"] for c in pod_spec(render(SERVICE_CHART, {"database": {"migrate": False},
+                                                               "initContainers": values["initContainers"]}))[
+        "initContainers"]] == ["wait-for-ca"]
+
+
+@pytest.mark.parametrize("hook", ["initContainers", "sidecars"])
+def test_schema_wants_named_extra_containers(hook):
+    with pytest.raises(helm_python.HelmValuesError):
+        helm.validate_values(SERVICE_CHART, {hook: [{"image": "busybox"}]})
 
 
 def test_image_user_matches_the_chart():

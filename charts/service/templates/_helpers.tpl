@@ -125,6 +125,9 @@ key: {{ $cfg.secretKey }}
 envFrom:
   - configMapRef:
       name: {{ include "service.fullname" . }}
+{{- with .Values.envFrom }}
+{{- toYaml . | nindent 2 }}
+{{- end }}
 {{- if or .Values.database.enabled .Values.redis.enabled .Values.extraEnv }}
 env:
   {{- if .Values.database.enabled }}
