@@ -139,3 +139,16 @@ def test_monitoring_values_reach_the_operator(monkeypatch: pytest.MonkeyPatch) -
     assert own_monitor["metadata"]["labels"]["example.com/team"] == "platform"
     with pytest.raises(helm_python.HelmValuesError, match="bad key"):
         helm.validate_values(manifests.CHART, {"monitoring": {"labels": {"bad key": "x"}}})
+
+
+@pytest.mark.parametrize(("image", "expected"), [
+    ({}, "flotilla-operator:0.1.0"),
+    ({"registry": "ghcr.io/acme", "tag": "1.2.0"}, "ghcr.io/acme/flotilla-operator:1.2.0"),
+    ({"tag": "1.2.0@sha256:" + "a" * 64}, "flotilla-operator:1.2.0@sha256:" + "a" * 64),
+    ({"tag": "1.2.0@"}, "flotilla-operator:1.2.0"),
+    ({"registry": "ghcr.io/acme", "digest": "sha256:" + "b" * 64}, "ghcr.io/acme/flotilla-operator@sha256:" + "b" * 64),
+])
+def test_image_registry_tag_and_digest_like_the_service_chart(image: dict, expected: str) -> None:
+    deployment = helm.find(helm.render(manifests.CHART, {"image": image}), "Deployment")
+    assert deployment["spec"]["template"]["spec"]["containers"][0]["image"] == expected
+    assert "@" not in deployment["metadata"]["labels"]["app.kubernetes.io/version"]
