@@ -435,11 +435,16 @@ async def _release(ctx: Context, part: Part, *, body: kopf.Body, retry: int) -> 
 
 # --- Registration --------------------------------------------------------------------------
 
-def register(registry: kopf.OperatorRegistry, ctx: Context) -> None:
+def register(registry: kopf.OperatorRegistry, ctx: Context, *, clusterwide: bool = True) -> None:
+    """Wire the handlers. ``clusterwide=False``: the operator watches listed namespaces and
+    holds only Roles there, so kopf must not list/watch namespaces or CRDs cluster-wide."""
     resource = (crd.GROUP, crd.VERSION, crd.PLURAL)
 
     @kopf.on.startup(registry=registry)
     async def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
+        # Restricted mode, declared: the namespaces given are taken as existing, and the
+        # Prometheus Operator's CRDs are re-discovered by the drift timer (Kube.serves).
+        settings.scanning.disabled = not clusterwide
         settings.persistence.finalizer = FINALIZER
         # Progress and the last-handled spec live in annotations, so the status stays
         # exactly what the CRD's schema describes.

@@ -38,6 +38,7 @@ def test_kustomization_lists_existing_files() -> None:
 @pytest.mark.parametrize("values", [
     {},
     {"watchNamespaces": ["flotilla", "team-a"]},
+    {"clusterWide": True, "peering": {"enabled": True}, "replicaCount": 2},
     {"peering": {"enabled": True}, "replicaCount": 2, "metrics": {"serviceMonitor": {"enabled": True}}},
 ])
 def test_chart_renders_valid_objects(values: dict) -> None:
@@ -75,21 +76,26 @@ def test_deployment_is_locked_down() -> None:
 
 
 def test_rbac_is_split_and_least_privilege() -> None:
-    objects = helm.render(manifests.CHART, {})
-    framework = helm.find(objects, "ClusterRole", "flotilla-flotilla-operator-framework")
-    application = helm.find(objects, "ClusterRole", "flotilla-flotilla-operator-application")
-    for role in (framework, application):
-        for rule in role["rules"]:
-            assert "*" not in rule["verbs"]
-            assert "*" not in rule["resources"]
-    granted = {(g, r): set(rule["verbs"]) for rule in application["rules"]
-               for g in rule["apiGroups"] for r in rule["resources"]}
-    assert granted[("", "secrets")] == {"get", "create", "patch", "delete"}
-    assert "list" not in granted[("", "secrets")]  # reads only the Secrets it names
-    assert granted[("flotilla.dev", "servicespecs/status")] == {"patch"}
+    """The verbs themselves are compared with real calls in test_rbac.py; here the shape."""
+    for values, kind in (({}, "Role"), ({"clusterWide": True}, "ClusterRole")):
+        objects = helm.render(manifests.CHART, values)
+        framework = helm.find(objects, kind, "flotilla-flotilla-operator-framework")
+        application = helm.find(objects, kind, "flotilla-flotilla-operator-application")
+        for role in (framework, application):
+            for rule in role["rules"]:
+                assert "*" not in rule["verbs"]
+                assert "*" not in rule["resources"]
+        granted = {(g, r): set(rule["verbs"]) for rule in application["rules"]
+                   for g in rule["apiGroups"] for r in rule["resources"]}
+        assert granted[("", "secrets")] == {"get", "create", "patch", "delete"}
+        assert "list" not in granted[("", "secrets")]  # reads only the Secrets it names
+        assert granted[("flotilla.dev", "servicespecs/status")] == {"patch"}
     scoped = helm.render(manifests.CHART, {"watchNamespaces": ["team-a"]})
-    assert not helm.find_all(scoped, "ClusterRole", "flotilla-flotilla-operator-application")
+    assert not helm.find_all(scoped, "ClusterRole")
     assert helm.find(scoped, "Role", "flotilla-flotilla-operator-application")["metadata"]["namespace"] == "team-a"
+    peering = helm.render(manifests.CHART, {"peering": {"enabled": True}, "replicaCount": 2})
+    rules = helm.find(peering, "Role", "flotilla-flotilla-operator-framework")["rules"]
+    assert {"kopfpeerings"} in [set(rule["resources"]) for rule in rules], "namespaced peering, where kopf looks"
 
 
 def test_chart_ships_the_crd() -> None:
