@@ -106,8 +106,8 @@ def operator_calls(requests: Iterable[kmock.Request]) -> set[Call]:
     return calls
 
 
-def _render_default() -> tuple[list[dict[str, Any]], str]:
-    objects = helm.render(manifests.CHART, {}, release=manifests.RELEASE, namespace=NAMESPACE)
+def _render_default(values: dict[str, Any] | None = None) -> tuple[list[dict[str, Any]], str]:
+    objects = helm.render(manifests.CHART, values or {}, release=manifests.RELEASE, namespace=NAMESPACE)
     account = helm.find(objects, "ServiceAccount")["metadata"]["name"]
     return objects, account
 
@@ -132,12 +132,13 @@ def test_cluster_wide_only_as_an_explicit_opt_in() -> None:
     assert {g.namespace for g in grants(listed, "flotilla-flotilla-operator")} == {"team-a", "team-b"}
 
 
+@pytest.mark.parametrize("cluster_wide", [False, True], ids=["namespaced", "cluster-wide"])
 async def test_rbac_equals_the_calls_of_a_whole_lifecycle(cluster: Cluster, operator_settings: OperatorSettings,
-                                                          name: str) -> None:
-    objects, account = _render_default()
+                                                          name: str, cluster_wide: bool) -> None:
+    objects, account = _render_default({"clusterWide": cluster_wide})
     granted = grants(objects, account)
     ns = NAMESPACE
-    async with running_operator(operator_settings, namespaces=(ns,)):
+    async with running_operator(operator_settings, namespaces=() if cluster_wide else (ns,)):
         # Create: database, Redis, dashboards, status, Events.
         await cluster.apply(ns, name, {"database": {"deletionPolicy": "Delete"}})
         await cluster.wait_phase(ns, name, "Ready")
