@@ -81,6 +81,15 @@ VALUE_SETS: dict[str, dict[str, Any]] = {
                                                                      {"name": "tmp", "mountPath": "/tmp"}]}],
         "sidecars": [_RESTRICTED_CONTAINER | {"name": "log-shipper", "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}]}],
     },
+    "egress-restricted": {
+        "networkPolicy": {"egress": {
+            "enabled": True,
+            "postgresql": {"to": [{"ipBlock": {"cidr": "10.20.0.0/16"}}]},
+            "redis": {"to": [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "redis"}}}],
+                      "port": 6380},
+            "extraRules": [{"to": [{"ipBlock": {"cidr": "192.0.2.10/32"}}], "ports": [{"port": 4317}]}],
+        }},
+    },
     "shutdown-tuned": {
         "terminationGracePeriodSeconds": 60,
         "shutdown": {"preStopSleepSeconds": 10, "drainSeconds": 5, "gracefulTimeoutSeconds": 40},
@@ -355,6 +364,34 @@ def test_network_policy_admits_gateway_monitoring_and_the_test_pod_only():
 
 
 # --- hardening ---------------------------------------------------------------------------------
+
+
+def test_egress_is_open_by_default_and_restricted_on_request():
+    default = helm.find(render(SERVICE_CHART), "NetworkPolicy")
+    assert default["spec"]["policyTypes"] == ["Ingress"]
+    assert "egress" not in default["spec"]
+    policy = helm.find(render(SERVICE_CHART, VALUE_SETS["egress-restricted"]), "NetworkPolicy")
+    assert policy["spec"]["policyTypes"] == ["Ingress", "Egress"]
+    rules = policy["spec"]["egress"]
+    ports = [{(p["port"], p.get("protocol", "TCP")) for p in rule["ports"]} for rule in rules]
+    assert ports[0] == {(53, "UDP"), (53, "TCP")}
+    assert rules[0]["to"][0]["podSelector"]["matchLabels"] == {"k8s-app": "kube-dns"}
+    assert (rules[1]["to"], ports[1]) == ([{"ipBlock": {"cidr": "10.20.0.0/16"}}], {(5432, "TCP")})
+    assert ports[2] == {(6380, "TCP")}
+    assert rules[3]["to"] == [{"podSelector": {"matchLabels": {"app.kubernetes.io/part-of": "flotilla"}}}]
+    assert ports[3] == {(8000, "TCP")}  # the container port every Flotilla pod serves on
+    assert rules[4]["ports"] == [{"port": 4317}]
+    gateway = helm.find(render(SERVICE_CHART, {**service_values("gateway"), "networkPolicy": {"egress": {
+        "enabled": True, "redis": {"to": [{"ipBlock": {"cidr": "10.30.0.0/16"}}]}}}}), "NetworkPolicy")
+    assert [r["ports"][0]["port"] for r in gateway["spec"]["egress"]] == [53, 6379, 8000], "no database rule"
+
+
+def test_egress_without_the_servers_whereabouts_is_refused():
+    with pytest.raises(helm_python.HelmError, match="postgresql.to"):
+        render(SERVICE_CHART, {"networkPolicy": {"egress": {"enabled": True}}})
+    with pytest.raises(helm_python.HelmError, match="redis.to"):
+        render(SERVICE_CHART, {"networkPolicy": {"egress": {
+            "enabled": True, "postgresql": {"to": [{"ipBlock": {"cidr": "10.0.0.0/8"}}]}}}})
 
 
 @pytest.mark.parametrize("values", VALUE_SETS.values(), ids=VALUE_SETS.keys())
