@@ -3,6 +3,9 @@
     python -m flotilla_operator --all-namespaces --liveness http://0.0.0.0:8080/healthz
     python -m flotilla_operator --namespace flotilla --peering flotilla-operator
 
+With --namespace the operator needs no cluster-wide permission at all (kopf's scanning of
+namespaces and CRDs is off); the chart's default RBAC is exactly that.
+
 Settings (database/Redis admin credentials, intervals, metrics port) come from
 FLOTILLA_OPERATOR_* environment variables; see settings.py.
 """
@@ -46,14 +49,15 @@ async def run(ctx: Context, *, namespaces: Sequence[str] = (), clusterwide: bool
               stop_flag: asyncio.Event | None = None, ready_flag: asyncio.Event | None = None) -> None:
     """Run the operator until ``stop_flag`` is set (or forever): the tests' entry point too."""
     registry = kopf.OperatorRegistry()
-    register(registry, ctx)
+    clusterwide = clusterwide and not namespaces
+    register(registry, ctx, clusterwide=clusterwide)
     await kopf.operator(
         registry=registry,
         standalone=peering is None,
         peering_name=peering,
         priority=priority,
         liveness_endpoint=liveness or None,
-        clusterwide=clusterwide and not namespaces,
+        clusterwide=clusterwide,
         namespaces=list(namespaces),
         stop_flag=stop_flag,
         ready_flag=ready_flag,

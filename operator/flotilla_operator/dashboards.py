@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from functools import partial
 from typing import Any, Final
 
@@ -45,6 +45,31 @@ EVENTS_UNCONFIRMED_ALERT_SECONDS: Final = 300
 #: Consumer lag (events) that alerts; data's /health reports degraded from
 #: DATA_EVENTS_MAX_LAG (default the same) on.
 EVENTS_LAG_ALERT: Final = 1000
+
+
+#: What a default kube-prometheus-stack selects: its Prometheus only picks ServiceMonitors
+#: and PrometheusRules labelled ``release: <its Helm release>`` (serviceMonitorSelector,
+#: ruleSelector), its Grafana sidecar only loads ConfigMaps labelled
+#: ``grafana_dashboard: "1"`` and files them by the ``grafana_folder`` annotation.
+DEFAULT_MONITOR_LABELS: Final[Mapping[str, str]] = {"release": "kube-prometheus-stack"}
+DEFAULT_DASHBOARD_LABELS: Final[Mapping[str, str]] = {"grafana_dashboard": "1"}
+DEFAULT_FOLDER_ANNOTATION: Final = "grafana_folder"
+DEFAULT_FOLDER: Final = "Flotilla"
+
+
+@dataclass(frozen=True)
+class Monitoring:
+    """How this cluster's Prometheus and Grafana find what the operator writes.
+
+    Operator-wide (settings, the chart's ``monitoring`` values); a ServiceSpec may add
+    labels and pick its folder (``spec.dashboards.monitoringLabels``/``folder``).
+    """
+
+    monitor_labels: Mapping[str, str] = field(default_factory=lambda: dict(DEFAULT_MONITOR_LABELS))
+    dashboard_labels: Mapping[str, str] = field(default_factory=lambda: dict(DEFAULT_DASHBOARD_LABELS))
+    #: Annotation key the Grafana sidecar reads the folder from; empty: no annotation.
+    folder_annotation: str = DEFAULT_FOLDER_ANNOTATION
+    folder: str = DEFAULT_FOLDER
 
 
 def go_float(value: float) -> str:
@@ -248,26 +273,35 @@ def dashboard(spec: ServiceSpec) -> dict[str, Any]:
     }
 
 
-def dashboard_configmap(spec: ServiceSpec) -> dict[str, Any]:
+def dashboard_configmap(spec: ServiceSpec, monitoring: Monitoring | None = None) -> dict[str, Any]:
+    monitoring = monitoring or Monitoring()
+    folder = spec.dashboards.folder or monitoring.folder
     return {
         "apiVersion": "v1",
         "kind": "ConfigMap",
         "metadata": {
             "name": naming.dashboard_configmap_name(spec.name),
             "namespace": spec.namespace,
-            # The Grafana sidecar (kube-prometheus-stack) loads every ConfigMap with this label.
-            "labels": {**common_labels(spec), "grafana_dashboard": "1"},
-            "annotations": {"grafana_folder": "Flotilla"},
+            # The Grafana sidecar loads every ConfigMap with its label (monitoring.dashboard_labels).
+            "labels": {**monitoring.dashboard_labels, **common_labels(spec)},
+            "annotations": {monitoring.folder_annotation: folder} if monitoring.folder_annotation and folder else {},
         },
         "data": {f"flotilla-{spec.name}.json": json.dumps(dashboard(spec), indent=1, sort_keys=True)},
     }
 
 
-def service_monitor(spec: ServiceSpec) -> dict[str, Any]:
+def monitor_labels(spec: ServiceSpec, monitoring: Monitoring | None = None) -> dict[str, str]:
+    """Labels of the ServiceMonitor and PrometheusRule: operator-wide, then the
+    ServiceSpec's own, then the operator's ``app.kubernetes.io/*`` (never overridden)."""
+    monitoring = monitoring or Monitoring()
+    return {**monitoring.monitor_labels, **spec.dashboards.monitoring_labels, **common_labels(spec)}
+
+
+def service_monitor(spec: ServiceSpec, monitoring: Monitoring | None = None) -> dict[str, Any]:
     return {
         "apiVersion": "monitoring.coreos.com/v1",
         "kind": "ServiceMonitor",
-        "metadata": {"name": spec.name, "namespace": spec.namespace, "labels": common_labels(spec)},
+        "metadata": {"name": spec.name, "namespace": spec.namespace, "labels": monitor_labels(spec, monitoring)},
         "spec": {
             # job = the Service's app.kubernetes.io/name, i.e. the ServiceSpec's name,
             # whatever the Helm release calls the Service itself.
@@ -339,14 +373,14 @@ def rule_groups(spec: ServiceSpec) -> list[dict[str, Any]]:
     ]
 
 
-def prometheus_rule(spec: ServiceSpec) -> dict[str, Any]:
+def prometheus_rule(spec: ServiceSpec, monitoring: Monitoring | None = None) -> dict[str, Any]:
     return {
         "apiVersion": "monitoring.coreos.com/v1",
         "kind": "PrometheusRule",
         "metadata": {
             "name": naming.prometheus_rule_name(spec.name),
             "namespace": spec.namespace,
-            "labels": common_labels(spec),
+            "labels": monitor_labels(spec, monitoring),
         },
         "spec": {"groups": rule_groups(spec)},
     }

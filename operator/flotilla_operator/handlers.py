@@ -283,7 +283,8 @@ class DashboardsPart:
     name = "dashboards"
 
     async def ensure(self, ctx: Context, spec: ServiceSpec, body: kopf.Body) -> Outcome:
-        configmap = dashboards.dashboard_configmap(spec)
+        monitoring = ctx.settings.monitoring()
+        configmap = dashboards.dashboard_configmap(spec, monitoring)
         kopf.adopt(configmap, owner=body)
         actions = []
         if (applied := await ctx.kube.apply(configmap, "configmaps")) != "unchanged":
@@ -297,8 +298,8 @@ class DashboardsPart:
                          "CRDs, or set spec.dashboards.enabled=false); re-checked by the drift timer"),
                 actions=actions, fields=fields, ready=False,
             )
-        for obj, plural in ((dashboards.service_monitor(spec), "servicemonitors"),
-                            (dashboards.prometheus_rule(spec), "prometheusrules")):
+        for obj, plural in ((dashboards.service_monitor(spec, monitoring), "servicemonitors"),
+                            (dashboards.prometheus_rule(spec, monitoring), "prometheusrules")):
             kopf.adopt(obj, owner=body)
             if (applied := await ctx.kube.apply(obj, plural)) != "unchanged":
                 actions.append(f"{applied} {obj['kind']} {obj['metadata']['name']}")
@@ -434,11 +435,16 @@ async def _release(ctx: Context, part: Part, *, body: kopf.Body, retry: int) -> 
 
 # --- Registration --------------------------------------------------------------------------
 
-def register(registry: kopf.OperatorRegistry, ctx: Context) -> None:
+def register(registry: kopf.OperatorRegistry, ctx: Context, *, clusterwide: bool = True) -> None:
+    """Wire the handlers. ``clusterwide=False``: the operator watches listed namespaces and
+    holds only Roles there, so kopf must not list/watch namespaces or CRDs cluster-wide."""
     resource = (crd.GROUP, crd.VERSION, crd.PLURAL)
 
     @kopf.on.startup(registry=registry)
     async def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
+        # Restricted mode, declared: the namespaces given are taken as existing, and the
+        # Prometheus Operator's CRDs are re-discovered by the drift timer (Kube.serves).
+        settings.scanning.disabled = not clusterwide
         settings.persistence.finalizer = FINALIZER
         # Progress and the last-handled spec live in annotations, so the status stays
         # exactly what the CRD's schema describes.

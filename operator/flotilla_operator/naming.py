@@ -79,6 +79,27 @@ def check_key_prefix(prefix: str) -> str:
     return _check("key_prefix", prefix)
 
 
+#: Kubernetes label syntax (apimachinery's IsQualifiedName / IsValidLabelValue).
+_LABEL_NAME: Final = re.compile(r"([A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?)")
+_DNS_SUBDOMAIN: Final = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
+
+
+def check_labels(labels: dict[str, str]) -> dict[str, str]:
+    """Labels a ServiceSpec asks for, if Kubernetes would accept every key and value.
+
+    The CRD schema checks the values; keys of a free-form map only the operator can check.
+    """
+    for key, value in labels.items():
+        prefix, _, name = key.rpartition("/")
+        if not _LABEL_NAME.fullmatch(name) or (
+            prefix and (len(prefix) > 253 or not _DNS_SUBDOMAIN.fullmatch(prefix))
+        ):
+            raise HostileNameError(f"label key {key!r} is not a valid Kubernetes label key")
+        if not isinstance(value, str) or not (value == "" or _LABEL_NAME.fullmatch(value)):
+            raise HostileNameError(f"label value {value!r} (key {key}) is not a valid Kubernetes label value")
+    return labels
+
+
 def default_database_name(object_name: str) -> str:
     return object_name.replace("-", "_")
 

@@ -8,8 +8,10 @@ from __future__ import annotations
 
 from urllib.parse import urlsplit
 
-from pydantic import Field, SecretStr, computed_field
+from pydantic import Field, SecretStr, computed_field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from flotilla_operator import dashboards, naming
 
 
 class OperatorSettings(BaseSettings):
@@ -40,6 +42,16 @@ class OperatorSettings(BaseSettings):
     #: Timeout for one connection/command against PostgreSQL or Redis, in seconds.
     dependency_timeout_seconds: float = Field(default=5.0, gt=0)
 
+    #: Labels on every ServiceMonitor and PrometheusRule the operator writes, so that the
+    #: cluster's Prometheus selects them (JSON object in the environment).
+    monitor_labels: dict[str, str] = Field(default_factory=lambda: dict(dashboards.DEFAULT_MONITOR_LABELS))
+    #: Labels on every dashboard ConfigMap, so that the Grafana sidecar loads it.
+    dashboard_labels: dict[str, str] = Field(default_factory=lambda: dict(dashboards.DEFAULT_DASHBOARD_LABELS))
+    #: Annotation the Grafana sidecar reads the dashboard's folder from (empty: none).
+    dashboard_folder_annotation: str = dashboards.DEFAULT_FOLDER_ANNOTATION
+    #: Folder of dashboards whose ServiceSpec names none.
+    dashboard_folder: str = dashboards.DEFAULT_FOLDER
+
     #: Port of the operator's own Prometheus metrics (0 disables the endpoint).
     metrics_port: int = Field(default=9090, ge=0, le=65535)
     log_level: str = "INFO"
@@ -64,6 +76,19 @@ class OperatorSettings(BaseSettings):
     @property
     def redis_public_port(self) -> int:
         return self.redis_service_port or urlsplit(self.redis_admin_url.get_secret_value()).port or 6379
+
+    @field_validator("monitor_labels", "dashboard_labels")
+    @classmethod
+    def _valid_labels(cls, labels: dict[str, str]) -> dict[str, str]:
+        return naming.check_labels(labels)
+
+    def monitoring(self) -> dashboards.Monitoring:
+        return dashboards.Monitoring(
+            monitor_labels=self.monitor_labels,
+            dashboard_labels=self.dashboard_labels,
+            folder_annotation=self.dashboard_folder_annotation,
+            folder=self.dashboard_folder,
+        )
 
     def backoff(self, retry: int) -> float:
         """Delay before the next attempt after ``retry`` failed ones (exponential, capped)."""

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cache
 from typing import Any, Literal
 
@@ -48,6 +48,10 @@ class DashboardsPart:
     enabled: bool
     availability: float
     latency_p95_ms: int
+    #: Extra labels for the ServiceMonitor and PrometheusRule (spec.dashboards.monitoringLabels).
+    monitoring_labels: dict[str, str] = field(default_factory=dict)
+    #: Grafana folder; empty: the operator's default.
+    folder: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,6 +131,8 @@ def parse(body: Mapping[str, Any]) -> ServiceSpec:
                 enabled=bool(spec["dashboards"]["enabled"]),
                 availability=float(spec["dashboards"]["slo"]["availability"]),
                 latency_p95_ms=int(spec["dashboards"]["slo"]["latencyP95Ms"]),
+                monitoring_labels=naming.check_labels(dict(spec["dashboards"].get("monitoringLabels") or {})),
+                folder=str(spec["dashboards"].get("folder") or ""),
             ),
         )
     except naming.HostileNameError as exc:

@@ -29,6 +29,14 @@ from tests.charts.conftest import (
 )
 from tests.support import helm
 
+#: An extra container as the restricted Pod Security profile wants it.
+_RESTRICTED_CONTAINER: dict[str, Any] = {
+    "image": "registry.example.com/tools/shipper:1.0",
+    "securityContext": {"allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True, "runAsNonRoot": True,
+                        "capabilities": {"drop": ["ALL"]}},
+    "resources": {"requests": {"cpu": "10m", "memory": "16Mi"}, "limits": {"memory": "32Mi"}},
+}
+
 #: Value sets a platform team plausibly uses; every one must lint and validate.
 VALUE_SETS: dict[str, dict[str, Any]] = {
     "defaults": {},
@@ -63,6 +71,24 @@ VALUE_SETS: dict[str, dict[str, Any]] = {
         "service": {"type": "NodePort", "port": 8080},
         "serviceAccount": {"create": False, "name": "shared"},
         "tests": {"enabled": False},
+    },
+    "extension-hooks": {
+        "envFrom": [{"secretRef": {"name": "tasks-extra"}}, {"configMapRef": {"name": "shared"}, "prefix": "TASKS_"}],
+        "extraVolumes": [{"name": "ca", "configMap": {"name": "postgres-ca"}}],
+        "extraVolumeMounts": [{"name": "ca", "mountPath": "/etc/postgres-ca", "readOnly": True}],
+        "initContainers": [_RESTRICTED_CONTAINER | {"name": "wait-for-ca", "command": ["test", "-s", "/etc/ca/ca.crt"],
+                                                    "volumeMounts": [{"name": "ca", "mountPath": "/etc/ca"},
+                                                                     {"name": "tmp", "mountPath": "/tmp"}]}],
+        "sidecars": [_RESTRICTED_CONTAINER | {"name": "log-shipper", "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}]}],
+    },
+    "egress-restricted": {
+        "networkPolicy": {"egress": {
+            "enabled": True,
+            "postgresql": {"to": [{"ipBlock": {"cidr": "10.20.0.0/16"}}]},
+            "redis": {"to": [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "redis"}}}],
+                      "port": 6380},
+            "extraRules": [{"to": [{"ipBlock": {"cidr": "192.0.2.10/32"}}], "ports": [{"port": 4317}]}],
+        }},
     },
     "shutdown-tuned": {
         "terminationGracePeriodSeconds": 60,
@@ -348,6 +374,34 @@ def test_network_policy_admits_gateway_monitoring_and_the_test_pod_only():
 # --- hardening ---------------------------------------------------------------------------------
 
 
+def test_egress_is_open_by_default_and_restricted_on_request():
+    default = helm.find(render(SERVICE_CHART), "NetworkPolicy")
+    assert default["spec"]["policyTypes"] == ["Ingress"]
+    assert "egress" not in default["spec"]
+    policy = helm.find(render(SERVICE_CHART, VALUE_SETS["egress-restricted"]), "NetworkPolicy")
+    assert policy["spec"]["policyTypes"] == ["Ingress", "Egress"]
+    rules = policy["spec"]["egress"]
+    ports = [{(p["port"], p.get("protocol", "TCP")) for p in rule["ports"]} for rule in rules]
+    assert ports[0] == {(53, "UDP"), (53, "TCP")}
+    assert rules[0]["to"][0]["podSelector"]["matchLabels"] == {"k8s-app": "kube-dns"}
+    assert (rules[1]["to"], ports[1]) == ([{"ipBlock": {"cidr": "10.20.0.0/16"}}], {(5432, "TCP")})
+    assert ports[2] == {(6380, "TCP")}
+    assert rules[3]["to"] == [{"podSelector": {"matchLabels": {"app.kubernetes.io/part-of": "flotilla"}}}]
+    assert ports[3] == {(8000, "TCP")}  # the container port every Flotilla pod serves on
+    assert rules[4]["ports"] == [{"port": 4317}]
+    gateway = helm.find(render(SERVICE_CHART, {**service_values("gateway"), "networkPolicy": {"egress": {
+        "enabled": True, "redis": {"to": [{"ipBlock": {"cidr": "10.30.0.0/16"}}]}}}}), "NetworkPolicy")
+    assert [r["ports"][0]["port"] for r in gateway["spec"]["egress"]] == [53, 6379, 8000], "no database rule"
+
+
+def test_egress_without_the_servers_whereabouts_is_refused():
+    with pytest.raises(helm_python.HelmError, match="postgresql.to"):
+        render(SERVICE_CHART, {"networkPolicy": {"egress": {"enabled": True}}})
+    with pytest.raises(helm_python.HelmError, match="redis.to"):
+        render(SERVICE_CHART, {"networkPolicy": {"egress": {
+            "enabled": True, "postgresql": {"to": [{"ipBlock": {"cidr": "10.0.0.0/8"}}]}}}})
+
+
 @pytest.mark.parametrize("values", VALUE_SETS.values(), ids=VALUE_SETS.keys())
 def test_pods_run_non_root_read_only_without_capabilities(values):
     objects = render(SERVICE_CHART, values)
@@ -372,6 +426,30 @@ def test_pods_run_non_root_read_only_without_capabilities(values):
         assert {m["mountPath"]: m["name"] for m in container["volumeMounts"]}["/tmp"] in tmp_volumes
     for account in helm.find_all(objects, "ServiceAccount"):
         assert account["automountServiceAccountToken"] is False
+
+
+def test_extension_hooks_land_where_users_expect():
+    values = VALUE_SETS["extension-hooks"]
+    pod = pod_spec(render(SERVICE_CHART, values))
+    app, shipper = pod["containers"]
+    assert shipper["name"] == "log-shipper"
+    assert [c["name"] for c in pod["initContainers"]] == ["wait-for-ca", "migrate"], "user init containers first"
+    migrate = pod["initContainers"][1]
+    for container in (app, migrate):
+        assert container["envFrom"][1:] == values["envFrom"], "after the chart's ConfigMap, so they win"
+        assert {"name": "ca", "mountPath": "/etc/postgres-ca", "readOnly": True} in container["volumeMounts"]
+    assert {"name": "ca", "configMap": {"name": "postgres-ca"}} in pod["volumes"]
+    plain = pod_spec(render(SERVICE_CHART, {"database": {"migrate": False}}))
+    assert "initContainers" not in plain
+    assert [c["name"] for c in pod_spec(render(SERVICE_CHART, {"database": {"migrate": False},
+                                                               "initContainers": values["initContainers"]}))[
+        "initContainers"]] == ["wait-for-ca"]
+
+
+@pytest.mark.parametrize("hook", ["initContainers", "sidecars"])
+def test_schema_wants_named_extra_containers(hook):
+    with pytest.raises(helm_python.HelmValuesError):
+        helm.validate_values(SERVICE_CHART, {hook: [{"image": "busybox"}]})
 
 
 def test_image_user_matches_the_chart():
@@ -509,6 +587,16 @@ def test_servicespec_carries_the_values():
     }
 
 
+def test_servicespec_passes_monitoring_labels_and_folder_to_the_operator(kube_version):
+    objects = render(SERVICE_CHART, {"serviceSpec": {"dashboards": {
+        "monitoringLabels": {"release": "team-prometheus"}, "folder": "Team A"}}})
+    validate(objects, kube_version)
+    spec = helm.find(objects, "ServiceSpec")["spec"]["dashboards"]
+    assert spec["monitoringLabels"] == {"release": "team-prometheus"}
+    assert spec["folder"] == "Team A"
+    assert "monitoringLabels" not in helm.find(render(SERVICE_CHART), "ServiceSpec")["spec"]["dashboards"]
+
+
 # --- optional objects ---------------------------------------------------------------------------
 
 
@@ -520,6 +608,11 @@ def test_service_monitor_only_with_the_prometheus_operator_api_or_forced():
     assert helm.find_all(render(SERVICE_CHART, api_versions=("monitoring.coreos.com/v1",)), "ServiceMonitor") == [], (
         "off by default: the operator makes one from the ServiceSpec"
     )
+
+
+def test_service_monitor_is_selected_by_a_default_kube_prometheus_stack():
+    monitor = helm.find(render(SERVICE_CHART, {"serviceMonitor": {"enabled": True, "force": True}}), "ServiceMonitor")
+    assert monitor["metadata"]["labels"]["release"] == "kube-prometheus-stack"
 
 
 def test_helm_test_pod_calls_readiness_through_the_service():

@@ -33,10 +33,19 @@ INGRESS = {
     }
 }
 
+HTTP_ROUTE = {
+    "httpRoute": {
+        "enabled": True,
+        "parentRefs": [{"name": "public", "namespace": "gateway-system", "sectionName": "https"}],
+        "hostnames": ["api.example.com"],
+    }
+}
+
 VALUE_SETS: dict[str, dict[str, Any]] = {
     "defaults": {},
     "dev": dev_values(),
     "ingress": INGRESS,
+    "http-route": HTTP_ROUTE,
     "registry-and-scaling": {
         "global": {"imageRegistry": "registry.example.com/flotilla"},
         "tasks": {"autoscaling": {"maxReplicas": 30}},
@@ -142,6 +151,24 @@ def test_ingress_sends_everything_to_the_gateway_service():
     assert backend["port"]["name"] in {p["name"] for p in gateway_service["spec"]["ports"]}
     assert ingress["spec"]["ingressClassName"] == "nginx"
     assert helm.find_all(render(UMBRELLA_CHART), "Ingress") == []
+
+
+@pytest.mark.parametrize("port", [80, 8080])
+def test_http_route_sends_everything_to_the_gateway_service(port):
+    objects = render(UMBRELLA_CHART, {**HTTP_ROUTE, "gateway": {"service": {"port": port}}})
+    route = helm.find(objects, "HTTPRoute")
+    gateway_service = helm.find(objects, "Service", "flotilla-gateway")
+    assert route["apiVersion"] == "gateway.networking.k8s.io/v1"
+    assert route["spec"]["parentRefs"] == HTTP_ROUTE["httpRoute"]["parentRefs"]
+    assert route["spec"]["hostnames"] == ["api.example.com"]
+    [rule] = route["spec"]["rules"]
+    assert rule["matches"] == [{"path": {"type": "PathPrefix", "value": "/"}}]
+    [backend] = rule["backendRefs"]
+    assert backend["name"] == gateway_service["metadata"]["name"]
+    assert backend["port"] in {p["port"] for p in gateway_service["spec"]["ports"]}
+    assert helm.find_all(render(UMBRELLA_CHART), "HTTPRoute") == []
+    with pytest.raises(helm_python.HelmError, match="parentRefs"):
+        render(UMBRELLA_CHART, {"httpRoute": {"enabled": True}})
 
 
 def test_production_defaults_ask_the_operator_and_run_no_dev_servers():

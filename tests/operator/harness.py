@@ -269,11 +269,13 @@ def _merge(base: dict[str, Any], patch: dict[str, Any]) -> dict[str, Any]:
 
 
 @asynccontextmanager
-async def running_operator(settings: OperatorSettings, ctx: Context | None = None) -> AsyncIterator[Context]:
+async def running_operator(settings: OperatorSettings, ctx: Context | None = None, *,
+                           namespaces: tuple[str, ...] = ()) -> AsyncIterator[Context]:
     """Run the operator (kopf and all) in its own thread and event loop, like a process.
 
     Its own loop matters: at exit kopf cancels every task that appeared in its loop
-    while it ran, which would include the test's own teardown.
+    while it ran, which would include the test's own teardown. ``namespaces``: watch
+    only these, as the chart's default (namespaced) install does; empty: cluster-wide.
     """
     ctx = ctx or build_context(settings)
     stop, ready = threading.Event(), threading.Event()
@@ -281,7 +283,8 @@ async def running_operator(settings: OperatorSettings, ctx: Context | None = Non
 
     def main() -> None:
         try:
-            asyncio.run(run(ctx, clusterwide=True, stop_flag=stop, ready_flag=ready, liveness=None))
+            asyncio.run(run(ctx, namespaces=namespaces, clusterwide=not namespaces, stop_flag=stop,
+                            ready_flag=ready, liveness=None))
         except BaseException as exc:  # reported to the test below
             errors.append(exc)
             ready.set()

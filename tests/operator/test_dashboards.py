@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 from flotilla_operator import dashboards, spec
+from flotilla_operator.settings import OperatorSettings
 
 from services.kit import metric_names
 
@@ -104,3 +105,53 @@ def test_event_delivery_alerts_go_to_the_service_exporting_their_metrics() -> No
     assert {"FlotillaEventsUnconfirmed", "FlotillaEventsReplayed"} <= alerts_of("tasks")
     assert "FlotillaEventsConsumerLag" in alerts_of("data")
     assert not {a for a in alerts_of("users") if a.startswith("FlotillaEvents")}
+
+
+def test_monitors_carry_the_labels_kube_prometheus_stack_selects() -> None:
+    # A default kube-prometheus-stack selects only `release: <its release>`.
+    for obj in (dashboards.service_monitor(SPEC), dashboards.prometheus_rule(SPEC)):
+        assert obj["metadata"]["labels"]["release"] == "kube-prometheus-stack"
+    configmap = dashboards.dashboard_configmap(SPEC)
+    assert configmap["metadata"]["labels"]["grafana_dashboard"] == "1"
+    assert configmap["metadata"]["annotations"] == {"grafana_folder": "Flotilla"}
+
+
+def test_monitoring_labels_are_configurable_per_operator_and_per_servicespec() -> None:
+    monitoring = dashboards.Monitoring(monitor_labels={"release": "prom", "team": "platform"},
+                                       dashboard_labels={"dashboards": "flotilla"},
+                                       folder_annotation="k8s-sidecar-target-directory", folder="/tmp/dashboards")
+    own = spec.parse({"metadata": {"name": "tasks", "namespace": "flotilla"}, "spec": {"dashboards": {
+        "monitoringLabels": {"release": "team-prometheus", "app.kubernetes.io/name": "hijack"},
+        "folder": "Team A"}}})
+    for obj in (dashboards.service_monitor(own, monitoring), dashboards.prometheus_rule(own, monitoring)):
+        labels = obj["metadata"]["labels"]
+        assert labels["release"] == "team-prometheus"  # the ServiceSpec's own wins over the operator's
+        assert labels["team"] == "platform"
+        assert labels["app.kubernetes.io/name"] == "tasks"  # ownership labels are never overridden
+    configmap = dashboards.dashboard_configmap(own, monitoring)
+    assert configmap["metadata"]["labels"]["dashboards"] == "flotilla"
+    assert "grafana_dashboard" not in configmap["metadata"]["labels"]
+    assert configmap["metadata"]["annotations"] == {"k8s-sidecar-target-directory": "Team A"}
+    assert dashboards.dashboard_configmap(SPEC, monitoring)["metadata"]["annotations"] == {
+        "k8s-sidecar-target-directory": "/tmp/dashboards"}
+    unfiled = dashboards.dashboard_configmap(SPEC, dashboards.Monitoring(folder_annotation=""))
+    assert unfiled["metadata"]["annotations"] == {}
+
+
+@pytest.mark.parametrize("labels", [{"a b": "x"}, {"-x": "y"}, {"Example.com/x": "y"}, {"x": "a b"}, {"x" * 64: "y"}])
+def test_monitoring_labels_kubernetes_would_refuse_are_refused(labels: dict[str, str]) -> None:
+    obj = {"metadata": {"name": "tasks", "namespace": "flotilla"},
+           "spec": {"dashboards": {"monitoringLabels": labels}}}
+    with pytest.raises(spec.InvalidSpec):
+        spec.parse(obj)
+
+
+def test_settings_read_monitoring_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FLOTILLA_OPERATOR_MONITOR_LABELS", '{"release": "prom"}')
+    monkeypatch.setenv("FLOTILLA_OPERATOR_DASHBOARD_LABELS", '{"grafana_dashboard": "yes"}')
+    monkeypatch.setenv("FLOTILLA_OPERATOR_DASHBOARD_FOLDER", "Platform")
+    assert OperatorSettings().monitoring() == dashboards.Monitoring(
+        monitor_labels={"release": "prom"}, dashboard_labels={"grafana_dashboard": "yes"}, folder="Platform")
+    monkeypatch.setenv("FLOTILLA_OPERATOR_MONITOR_LABELS", '{"bad key": "x"}')
+    with pytest.raises(ValueError, match="label key"):
+        OperatorSettings()

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import helm_python
 import pytest
 import yaml
-from flotilla_operator import crd, spec
+from flotilla_operator import crd, dashboards, spec
+from flotilla_operator.settings import OperatorSettings
 
 from services.kit import catalog
 from tests.operator import manifests
@@ -36,6 +38,7 @@ def test_kustomization_lists_existing_files() -> None:
 @pytest.mark.parametrize("values", [
     {},
     {"watchNamespaces": ["flotilla", "team-a"]},
+    {"clusterWide": True, "peering": {"enabled": True}, "replicaCount": 2},
     {"peering": {"enabled": True}, "replicaCount": 2, "metrics": {"serviceMonitor": {"enabled": True}}},
 ])
 def test_chart_renders_valid_objects(values: dict) -> None:
@@ -73,21 +76,26 @@ def test_deployment_is_locked_down() -> None:
 
 
 def test_rbac_is_split_and_least_privilege() -> None:
-    objects = helm.render(manifests.CHART, {})
-    framework = helm.find(objects, "ClusterRole", "flotilla-flotilla-operator-framework")
-    application = helm.find(objects, "ClusterRole", "flotilla-flotilla-operator-application")
-    for role in (framework, application):
-        for rule in role["rules"]:
-            assert "*" not in rule["verbs"]
-            assert "*" not in rule["resources"]
-    granted = {(g, r): set(rule["verbs"]) for rule in application["rules"]
-               for g in rule["apiGroups"] for r in rule["resources"]}
-    assert granted[("", "secrets")] == {"get", "create", "patch", "delete"}
-    assert "list" not in granted[("", "secrets")]  # reads only the Secrets it names
-    assert granted[("flotilla.dev", "servicespecs/status")] == {"patch"}
+    """The verbs themselves are compared with real calls in test_rbac.py; here the shape."""
+    for values, kind in (({}, "Role"), ({"clusterWide": True}, "ClusterRole")):
+        objects = helm.render(manifests.CHART, values)
+        framework = helm.find(objects, kind, "flotilla-flotilla-operator-framework")
+        application = helm.find(objects, kind, "flotilla-flotilla-operator-application")
+        for role in (framework, application):
+            for rule in role["rules"]:
+                assert "*" not in rule["verbs"]
+                assert "*" not in rule["resources"]
+        granted = {(g, r): set(rule["verbs"]) for rule in application["rules"]
+                   for g in rule["apiGroups"] for r in rule["resources"]}
+        assert granted[("", "secrets")] == {"get", "create", "patch", "delete"}
+        assert "list" not in granted[("", "secrets")]  # reads only the Secrets it names
+        assert granted[("flotilla.dev", "servicespecs/status")] == {"patch"}
     scoped = helm.render(manifests.CHART, {"watchNamespaces": ["team-a"]})
-    assert not helm.find_all(scoped, "ClusterRole", "flotilla-flotilla-operator-application")
+    assert not helm.find_all(scoped, "ClusterRole")
     assert helm.find(scoped, "Role", "flotilla-flotilla-operator-application")["metadata"]["namespace"] == "team-a"
+    peering = helm.render(manifests.CHART, {"peering": {"enabled": True}, "replicaCount": 2})
+    rules = helm.find(peering, "Role", "flotilla-flotilla-operator-framework")["rules"]
+    assert {"kopfpeerings"} in [set(rule["resources"]) for rule in rules], "namespaced peering, where kopf looks"
 
 
 def test_chart_ships_the_crd() -> None:
@@ -95,10 +103,58 @@ def test_chart_ships_the_crd() -> None:
     assert copy.read_text() == crd.source_text()
 
 
-def test_examples_cover_every_backend_and_pass_the_schema() -> None:
+def test_examples_cover_every_service_and_pass_the_schema() -> None:
     examples = {p.stem: _load(p)[0] for p in (ROOT / "k8s" / "examples").glob("*.yaml")
                 if p.name != "kustomization.yaml"}
-    assert set(examples) == {s.name for s in catalog.BACKENDS if s.has_database}
+    assert set(examples) == {s.name for s in catalog.SERVICES}
     for name, obj in examples.items():
         assert spec.schema_errors(obj) == [], name
         assert spec.parse(obj).redis.key_prefix == f"{name}:"
+        assert spec.parse(obj).database.enabled == catalog.by_name(name).has_database
+
+
+def _operator_settings(objects: list[dict], monkeypatch: pytest.MonkeyPatch) -> OperatorSettings:
+    """The settings the operator would read from the Deployment's plain env values."""
+    container = helm.find(objects, "Deployment")["spec"]["template"]["spec"]["containers"][0]
+    for env in container["env"]:
+        if "value" in env:
+            monkeypatch.setenv(env["name"], env["value"])
+    return OperatorSettings()
+
+
+def test_monitoring_defaults_are_what_kube_prometheus_stack_selects(monkeypatch: pytest.MonkeyPatch) -> None:
+    objects = helm.render(manifests.CHART, {"metrics": {"serviceMonitor": {"enabled": True}}})
+    assert _operator_settings(objects, monkeypatch).monitoring() == dashboards.Monitoring()
+    assert dashboards.Monitoring().monitor_labels == {"release": "kube-prometheus-stack"}
+    own_monitor = helm.find(objects, "ServiceMonitor")
+    assert own_monitor["metadata"]["labels"]["release"] == "kube-prometheus-stack"
+
+
+def test_monitoring_values_reach_the_operator(monkeypatch: pytest.MonkeyPatch) -> None:
+    values = {"monitoring": {"labels": {"release": "prom", "example.com/team": "platform"},
+                             "dashboards": {"labels": {"grafana_dashboard": "yes"},
+                                            "folderAnnotation": "", "folder": "Platform"}},
+              "metrics": {"serviceMonitor": {"enabled": True}}}
+    assert helm.lint(manifests.CHART, values) == []
+    objects = helm.render(manifests.CHART, values)
+    assert _operator_settings(objects, monkeypatch).monitoring() == dashboards.Monitoring(
+        monitor_labels={"release": "prom", "example.com/team": "platform"},
+        dashboard_labels={"grafana_dashboard": "yes"}, folder_annotation="", folder="Platform")
+    own_monitor = helm.find(objects, "ServiceMonitor")
+    assert own_monitor["metadata"]["labels"]["release"] == "prom"
+    assert own_monitor["metadata"]["labels"]["example.com/team"] == "platform"
+    with pytest.raises(helm_python.HelmValuesError, match="bad key"):
+        helm.validate_values(manifests.CHART, {"monitoring": {"labels": {"bad key": "x"}}})
+
+
+@pytest.mark.parametrize(("image", "expected"), [
+    ({}, "flotilla-operator:0.1.0"),
+    ({"registry": "ghcr.io/acme", "tag": "1.2.0"}, "ghcr.io/acme/flotilla-operator:1.2.0"),
+    ({"tag": "1.2.0@sha256:" + "a" * 64}, "flotilla-operator:1.2.0@sha256:" + "a" * 64),
+    ({"tag": "1.2.0@"}, "flotilla-operator:1.2.0"),
+    ({"registry": "ghcr.io/acme", "digest": "sha256:" + "b" * 64}, "ghcr.io/acme/flotilla-operator@sha256:" + "b" * 64),
+])
+def test_image_registry_tag_and_digest_like_the_service_chart(image: dict, expected: str) -> None:
+    deployment = helm.find(helm.render(manifests.CHART, {"image": image}), "Deployment")
+    assert deployment["spec"]["template"]["spec"]["containers"][0]["image"] == expected
+    assert "@" not in deployment["metadata"]["labels"]["app.kubernetes.io/version"]

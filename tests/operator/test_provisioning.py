@@ -107,3 +107,19 @@ async def test_redis_user_is_confined_to_its_prefix(cluster: Cluster, operator, 
                 await forbidden
     finally:
         await client.aclose()
+
+
+async def test_monitors_carry_the_labels_prometheus_selects(cluster: Cluster, operator, namespace: str,
+                                                            name: str) -> None:
+    await cluster.apply(namespace, name, {"dashboards": {"monitoringLabels": {"team": "a"}, "folder": "Team A"}})
+    await cluster.wait_phase(namespace, name, "Ready")
+    for api, object_name in (("monitoring.coreos.com/v1/servicemonitors", name),
+                             ("monitoring.coreos.com/v1/prometheusrules", f"{name}-slo")):
+        obj = await cluster.get(namespace, object_name, api=api)
+        assert obj is not None, object_name
+        assert obj["metadata"]["labels"]["release"] == "kube-prometheus-stack"  # operator-wide default
+        assert obj["metadata"]["labels"]["team"] == "a"  # the ServiceSpec's own
+    configmap = await cluster.get(namespace, f"{name}-dashboard", api="v1/configmaps")
+    assert configmap is not None
+    assert configmap["metadata"]["labels"]["grafana_dashboard"] == "1"
+    assert configmap["metadata"]["annotations"]["grafana_folder"] == "Team A"

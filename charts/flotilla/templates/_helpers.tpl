@@ -28,6 +28,17 @@ app.kubernetes.io/instance: {{ $root.Release.Name }}
 {{- end }}
 {{- end }}
 
+{{/*
+Name of a dev server's StatefulSet and Service: (list $ "postgresql"). At most 52
+characters for any release name (Helm allows 53), because a StatefulSet's pods carry the
+label controller-revision-hash=<name>-<10 characters>. values-dev.yaml's URLs use it too.
+*/}}
+{{- define "flotilla.devServerName" -}}
+{{- $root := index . 0 -}}
+{{- $suffix := index . 1 -}}
+{{- printf "%s-%s" ($root.Release.Name | trunc (int (sub 51 (len $suffix))) | trimSuffix "-") $suffix }}
+{{- end }}
+
 {{/* Hardened container securityContext of the dev servers (their images use UID 999). */}}
 {{- define "flotilla.devSecurityContext" -}}
 allowPrivilegeEscalation: false

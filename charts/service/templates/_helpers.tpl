@@ -21,6 +21,15 @@ and the gateway can compute a sibling's address from the release name alone.
 {{- printf "%s-%s" $root.Release.Name (index . 1) | trunc 63 | trimSuffix "-" }}
 {{- end }}
 
+{{/*
+The label that lets a pod past the NetworkPolicy (the `helm test` pod has it). The
+fullname is the value, not part of the key: a key's name part must stay within 63
+characters, and "<fullname>-client" does not for long release names.
+*/}}
+{{- define "service.clientLabel" -}}
+flotilla.dev/client-of: {{ include "service.fullname" . }}
+{{- end }}
+
 {{- define "service.chart" -}}
 {{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
 {{- end }}
@@ -42,7 +51,7 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- define "service.labels" -}}
 helm.sh/chart: {{ include "service.chart" . }}
 {{ include "service.selectorLabels" . }}
-app.kubernetes.io/version: {{ include "service.imageTag" . | trunc 63 | trimSuffix "-" | quote }}
+app.kubernetes.io/version: {{ include "service.versionLabel" . | quote }}
 app.kubernetes.io/component: {{ ternary "gateway" "backend" (eq .Values.serviceName "gateway") }}
 app.kubernetes.io/part-of: flotilla
 app.kubernetes.io/managed-by: {{ .Release.Service }}
@@ -62,6 +71,15 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{/* Image tag: the value, or the chart's appVersion. May carry "@sha256:..." (skaffold). */}}
 {{- define "service.imageTag" -}}
 {{- regexReplaceAll "@.*$" (default .Chart.AppVersion .Values.image.tag | toString) "" }}
+{{- end }}
+
+{{/*
+The image tag as a label value: no "@digest", only [-A-Za-z0-9_.], at most 63 characters,
+alphanumeric at both ends (empty when the tag is only a digest).
+*/}}
+{{- define "service.versionLabel" -}}
+{{- $tag := regexReplaceAll "[^-A-Za-z0-9_.]" (include "service.imageTag" .) "_" | trunc 63 }}
+{{- regexReplaceAll "^[^A-Za-z0-9]+|[^A-Za-z0-9]+$" $tag "" }}
 {{- end }}
 
 {{- define "service.image" -}}
@@ -125,6 +143,9 @@ key: {{ $cfg.secretKey }}
 envFrom:
   - configMapRef:
       name: {{ include "service.fullname" . }}
+{{- with .Values.envFrom }}
+{{- toYaml . | nindent 2 }}
+{{- end }}
 env:
   # Shared with the gateway (services/kit/forwarding.py); optional: a service installed
   # without it counts per-address limits under the gateway pod's address.
