@@ -12,12 +12,12 @@ import uuid
 from pathlib import Path
 
 import pytest
-from limits import RateLimitItem, parse_many
 
 from services.auth.app import create_app
 from services.auth.settings import AuthSettings
 from tests.services.conftest import running
 from tests.support.auth import PASSWORD, auth_settings, client_at, random_ip, register, unique_email
+from tests.support.budgets import allowed_before_refusal, windows
 from tests.support.login_limits import assert_throttled, attempt
 from tests.support.servers import PostgresServer, RedisServer
 
@@ -29,14 +29,6 @@ def settings(postgres_server: PostgresServer, redis_server: RedisServer, tmp_pat
     """The shipped login budgets on the real servers, with a database of the test's own."""
     return auth_settings(database_url=postgres_server.create_database(f"lockout_{uuid.uuid4().hex[:12]}"),
                          redis_url=redis_server.url, data_dir=tmp_path)
-
-
-def windows(spec: str) -> list[RateLimitItem]:
-    return list(parse_many(spec))
-
-
-def allowed_before_refusal(spec: str) -> int:
-    return min(window.amount for window in windows(spec))
 
 
 async def test_failures_at_one_address_do_not_lock_the_owner_out_elsewhere(settings: AuthSettings) -> None:

@@ -2,18 +2,17 @@
 
 from __future__ import annotations
 
-import base64
 import uuid
 from pathlib import Path
 
 import httpx
-import orjson
 import pytest
 
 from services.kit import metric_names
 from services.tasks.app import create_app
 from services.tasks.settings import TasksSettings
 from tests.services.conftest import running, service_env
+from tests.support.cursors import forged_cursor
 from tests.support.error_shape import assert_error_shape
 from tests.support.tokens import auth_header
 
@@ -139,10 +138,6 @@ async def test_malformed_json_and_bad_ids_and_cursors(client: httpx.AsyncClient,
                        "validation_error")
     assert_error_shape(await client.get("/api/v1/nothing-here", headers=alice), 404, "not_found")
     assert_error_shape(await client.put("/api/v1/tasks", headers=alice), 405, "method_not_allowed")
-
-
-def forged_cursor(*fields: object) -> str:
-    return base64.urlsafe_b64encode(orjson.dumps(list(fields))).decode().rstrip("=")
 
 
 @pytest.mark.parametrize("cursor", [
