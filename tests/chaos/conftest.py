@@ -97,9 +97,21 @@ def scale() -> Scale:
     return Scale.current()
 
 
+class DurablePostgresServer(PostgresServer):
+    """Crash-safe like a production server: the suite's other servers trade durability
+    for speed (fsync and synchronous_commit off), and an immediate stop of one of those
+    takes back writes it had already acknowledged, and that events had already told
+    other services about. The chaos suite kills this one, so its commits must last."""
+
+    def init(self) -> None:
+        super().init()
+        with (self.data_dir / "postgresql.conf").open("a") as conf:  # later lines win
+            conf.write("fsync = on\nsynchronous_commit = on\nfull_page_writes = on\n")
+
+
 @pytest.fixture(scope="session")
 def chaos_postgres() -> Iterator[PostgresServer]:
-    with running(PostgresServer()) as server:
+    with running(DurablePostgresServer()) as server:
         yield server
 
 

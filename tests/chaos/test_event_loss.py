@@ -14,6 +14,7 @@ import threading
 import time
 import uuid
 from collections import Counter, defaultdict
+from typing import Any
 
 import asyncpg
 import httpx
@@ -138,9 +139,19 @@ def test_postgres_crash_then_redis_data_loss_leaves_every_users_stats_exact(
         with gateway(calm_stack) as client:
             for headers in users:
                 stored = _all_task_ids(client, headers)
-                stats = eventually_sync(lambda headers=headers, stored=stored: (s := _stats(client, headers))
-                                        and s["created"] == len(stored) and s, within=90, interval=0.3)
-                delivered += stats["created"]
+                last: dict[str, object] = {}
+
+                def exact(headers: dict[str, str] = headers, stored: set[str] = stored,
+                          last: dict[str, object] = last) -> dict[str, Any] | None:
+                    stats = _stats(client, headers)
+                    last["stats"] = stats
+                    return stats if stats and stats["created"] == len(stored) else None
+
+                try:
+                    delivered += eventually_sync(exact, within=90, interval=0.3)["created"]
+                except AssertionError as exc:
+                    raise AssertionError(f"{len(stored)} tasks stored, stats {last.get('stats')}; "
+                                         f"{tally.summary()}; marks={marks}") from exc
         tasks_metrics = httpx.get(f"{calm_stack.metrics_url(catalog.TASKS)}/metrics", timeout=5).text
         data_metrics = httpx.get(f"{calm_stack.metrics_url(catalog.DATA)}/metrics", timeout=5).text
     finally:
