@@ -9,7 +9,6 @@ on the gateway in front of a real tasks service, and on a real auth app.
 
 from __future__ import annotations
 
-import os
 import secrets
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -27,7 +26,7 @@ from tests.support.auth import auth_settings, client_at, random_ip, unique_email
 from tests.support.error_shape import assert_error_shape
 from tests.support.live import Recorder
 from tests.support.login_limits import WRONG_PASSWORD, assert_throttled
-from tests.support.stack import ServiceProcess, free_port
+from tests.support.stack import ServiceProcess, lone_service
 
 TOKEN = secrets.token_urlsafe(16)  # a random value, not an account or a bearer token
 
@@ -35,18 +34,8 @@ TOKEN = secrets.token_urlsafe(16)  # a random value, not an account or a bearer 
 @pytest.fixture(scope="module")
 def limited_gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServiceProcess]:
     """A real gateway process, default trust (no proxies), 3 requests per address."""
-    tmp_path = tmp_path_factory.mktemp("addresses")
-    env = {**os.environ, "GATEWAY_ENVIRONMENT": "test", "GATEWAY_DATA_DIR": str(tmp_path),
-           "GATEWAY_JWT_PUBLIC_JWKS": tokens.test_jwks(), "GATEWAY_RATE_LIMIT_PER_IP": "3/minute",
-           **{f"GATEWAY_{s.name.upper()}_URL": f"http://127.0.0.1:{free_port()}" for s in catalog.BACKENDS}}
-    env.pop("FORWARDED_ALLOW_IPS", None)
-    process = ServiceProcess(catalog.GATEWAY, free_port(), env, tmp_path / "gateway.log")
-    process.start()
-    try:
-        process.wait_ready()
+    with lone_service(catalog.GATEWAY, tmp_path_factory.mktemp("addresses"), rate_limit_per_ip="3/minute") as process:
         yield process
-    finally:
-        process.stop()
 
 
 def test_a_forwarded_for_header_does_not_buy_a_new_rate_limit_budget(limited_gateway: ServiceProcess) -> None:

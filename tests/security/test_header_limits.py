@@ -8,7 +8,6 @@ library lets you send. Every refusal must be the one error shape.
 from __future__ import annotations
 
 import contextlib
-import os
 import socket
 import threading
 from collections.abc import Iterator
@@ -21,7 +20,7 @@ from services.kit import catalog
 from tests.support import tokens
 from tests.support.error_shape import assert_error_shape
 from tests.support.polling import eventually_sync
-from tests.support.stack import ServiceProcess, free_port
+from tests.support.stack import ServiceProcess, lone_service
 
 HEAD_TIMEOUT_SECONDS = 1.0
 MAX_BODY_BYTES = 64 * 1024
@@ -29,33 +28,11 @@ MAX_BODY_BYTES = 64 * 1024
 SOCKET_TIMEOUT = 30.0
 
 
-def _start_tasks(tmp_path: Path, **settings: str) -> ServiceProcess:
-    env = {
-        **os.environ,
-        "TASKS_ENVIRONMENT": "test",
-        "TASKS_DATA_DIR": str(tmp_path),
-        "TASKS_JWT_PUBLIC_JWKS": tokens.test_jwks(),
-        "TASKS_DATA_URL": f"http://127.0.0.1:{free_port()}",  # no data service: events wait in the outbox
-        **{f"TASKS_{name.upper()}": value for name, value in settings.items()},
-    }
-    process = ServiceProcess(catalog.TASKS, free_port(), env, tmp_path / "tasks.log")
-    process.start()
-    try:
-        process.wait_ready()
-    except BaseException:
-        process.stop()
-        raise
-    return process
-
-
 @pytest.fixture(scope="module")
 def tasks(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServiceProcess]:
-    process = _start_tasks(tmp_path_factory.mktemp("limits"), header_read_timeout_seconds=str(HEAD_TIMEOUT_SECONDS),
-                           max_body_bytes=str(MAX_BODY_BYTES))
-    try:
+    settings = {"header_read_timeout_seconds": str(HEAD_TIMEOUT_SECONDS), "max_body_bytes": str(MAX_BODY_BYTES)}
+    with lone_service(catalog.TASKS, tmp_path_factory.mktemp("limits"), **settings) as process:
         yield process
-    finally:
-        process.stop()
 
 
 def _read_response(sock: socket.socket) -> httpx.Response:
@@ -212,9 +189,8 @@ def test_a_huge_header_does_not_stall_other_clients(tasks: ServiceProcess) -> No
 
 def test_connections_beyond_the_cap_are_refused_at_once(tmp_path: Path) -> None:
     cap = 3
-    process = _start_tasks(tmp_path, max_connections=str(cap), header_read_timeout_seconds="60")
     held: list[socket.socket] = []
-    try:
+    with lone_service(catalog.TASKS, tmp_path, max_connections=str(cap), header_read_timeout_seconds="60") as process:
         def hold_one_more() -> bool:
             """A kept-alive connection that got a 200 (a leftover readiness poll may still count)."""
             response, sock = _exchange(process.port, _request())
@@ -237,7 +213,5 @@ def test_connections_beyond_the_cap_are_refused_at_once(tmp_path: Path) -> None:
         assert _read_response(held[0]).status_code == 200
         held.pop().close()
         eventually_sync(hold_one_more, message="a connection served after another closed")
-    finally:
         for sock in held:
             sock.close()
-        process.stop()

@@ -9,7 +9,6 @@ per second instead of multiplying them.
 from __future__ import annotations
 
 import asyncio
-import os
 from collections.abc import Iterator
 
 import httpx
@@ -19,25 +18,15 @@ from services.kit import catalog
 from services.kit import health as health_module
 from services.kit.health import Health
 from services.kit.metrics import ServiceMetrics
-from tests.support import tokens
 from tests.support.error_shape import assert_error_shape
-from tests.support.stack import ServiceProcess, free_port
+from tests.support.stack import ServiceProcess, lone_service
 
 
 @pytest.fixture(scope="module")
 def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServiceProcess]:
-    tmp_path = tmp_path_factory.mktemp("private")
-    # Upstreams that are not there: the full report then has something to call and find down.
-    env = {**os.environ, "GATEWAY_ENVIRONMENT": "test", "GATEWAY_DATA_DIR": str(tmp_path),
-           "GATEWAY_JWT_PUBLIC_JWKS": tokens.test_jwks(),
-           **{f"GATEWAY_{s.name.upper()}_URL": f"http://127.0.0.1:{free_port()}" for s in catalog.BACKENDS}}
-    process = ServiceProcess(catalog.GATEWAY, free_port(), env, tmp_path / "gateway.log")
-    process.start()
-    try:
-        process.wait_ready()
+    # Its upstreams are not there: the full report then has something to call and find down.
+    with lone_service(catalog.GATEWAY, tmp_path_factory.mktemp("private")) as process:
         yield process
-    finally:
-        process.stop()
 
 
 def test_the_public_port_serves_no_metrics_and_no_full_report(gateway: ServiceProcess) -> None:

@@ -7,8 +7,11 @@ account helpers every flow starts with.
 
 from __future__ import annotations
 
+import os
 import subprocess
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -17,11 +20,12 @@ import httpx
 from services.kit import catalog
 from services.kit.catalog import ServiceInfo
 from services.launcher import Stack, free_port, free_port_offset, serve_command
+from tests.support import tokens
 from tests.support.servers import stop_process
 
 # Re-exported: tests take the stack helpers from here.
 __all__ = ["PASSWORD", "SHARED_STACK_ENV", "ServiceProcess", "Stack", "bearer", "free_port", "free_port_offset",
-           "gateway", "register_and_login"]
+           "gateway", "lone_service", "register_and_login"]
 
 PASSWORD = "correct-horse-battery-staple"
 
@@ -87,6 +91,30 @@ class ServiceProcess:
     def stop(self) -> None:
         if self.process is not None and self.process.poll() is None:
             stop_process(self.process, timeout=15)
+
+
+@contextmanager
+def lone_service(service: ServiceInfo, data_dir: Path, **settings: str) -> Iterator[ServiceProcess]:
+    """One ``flotilla serve`` on free ports, ready: embedded defaults in ``data_dir``, the
+    test signing keys, every service it would call unreachable; ``settings`` by field name
+    (``max_body_bytes="65536"`` sets ``<SVC>_MAX_BODY_BYTES``)."""
+    prefix = catalog.env_prefix(service.name)
+    env = {
+        **os.environ,
+        f"{prefix}ENVIRONMENT": "test",
+        f"{prefix}DATA_DIR": str(data_dir),
+        f"{prefix}JWT_PUBLIC_JWKS": tokens.test_jwks(),
+        **{f"{prefix}{other.name.upper()}_URL": f"http://127.0.0.1:{free_port()}"
+           for other in catalog.BACKENDS if other is not service},
+        **{f"{prefix}{name.upper()}": value for name, value in settings.items()},
+    }
+    process = ServiceProcess(service, free_port(), env, data_dir / f"{service.name}.log")
+    process.start()
+    try:
+        process.wait_ready()
+        yield process
+    finally:
+        process.stop()
 
 
 def gateway(stack: Stack) -> httpx.Client:
