@@ -13,8 +13,7 @@ import typer
 
 from services.kit import catalog
 from services.kit.app import VERSION
-from services.kit.db import Database, describe_failure
-from services.kit.migrations import upgrade
+from services.kit.failures import describe_failure
 from services.kit.ports import default_metrics_port
 from services.launcher import LaunchError, Stack, available_services
 from services.serve import PortInUse, load_settings, serve
@@ -151,6 +150,9 @@ def migrate(service: ServiceName) -> None:
         return
 
     async def run() -> None:
+        from services.kit.db import Database  # only here: serving the gateway never loads SQLAlchemy
+        from services.kit.migrations import upgrade
+
         db = Database(load_settings(info))
         try:
             await upgrade(db, service=info.name, script_location=Path(__file__).parent / info.name / "migrations")

@@ -126,6 +126,7 @@ def serve(service: ServiceInfo, *, host: str, port: int, metrics_port: int | Non
         # them; its limit_concurrency answers text/plain 503s on connections it keeps).
         http=protocol_with(HttpLimits.of(settings), on_refusal=count_refusal),
         lifespan="on",
+        ws="none",  # no WebSocket routes: nothing to upgrade to, and no websockets module loaded
         access_log=False,  # RequestContextMiddleware logs one structured line per request
         log_config=None,  # structlog is configured by the app factory
         # X-Forwarded-For/Forwarded only from configured proxies (none by default): an

@@ -16,9 +16,8 @@ from services.gateway.openapi import MergedOpenApi
 from services.gateway.ratelimit import EdgeRateLimiter, parse_limits
 from services.gateway.settings import GatewaySettings
 from services.gateway.upstreams import Upstream, open_upstreams
-from services.kit.app import VERSION, Kit, Worker
+from services.kit.app import VERSION, Kit, Worker, get_kit
 from services.kit.breaker import Breakers
-from services.kit.deps import get_kit
 
 #: Routes anyone may call: getting a token cannot require a token. Everything else needs one.
 PUBLIC_ROUTES: frozenset[tuple[str, str]] = frozenset({

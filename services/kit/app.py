@@ -7,26 +7,27 @@ from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontext
 from dataclasses import dataclass
 from importlib.metadata import version
 from pathlib import Path
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar, cast
 
 import httpx
 import structlog
-from fastapi import APIRouter, FastAPI
+from fastapi import APIRouter, FastAPI, Request
 from starlette.middleware import Middleware
 
 from services.kit.breaker import Breakers
 from services.kit.cache import Cache, CacheBackend, MemoryBackend, NoBackend, RedisBackend, redis_client
-from services.kit.db import Database
 from services.kit.docs import install_docs
 from services.kit.errors import install_error_handlers
 from services.kit.health import Health
 from services.kit.logging import configure_logging
 from services.kit.metrics import ServiceMetrics
 from services.kit.middleware import RequestContextMiddleware
-from services.kit.migrations import upgrade
 from services.kit.openapi import install_error_documentation
 from services.kit.security import TokenVerifier
 from services.kit.settings import ServiceSettings
+
+if TYPE_CHECKING:
+    from services.kit.db import Database
 
 log = structlog.get_logger("flotilla.app")
 
@@ -62,6 +63,11 @@ class Kit:
         if not isinstance(self.runtime, kind):
             raise RuntimeError(f"service {self.settings.service_name} has no {kind.__name__} runtime")
         return self.runtime
+
+
+def get_kit(request: Request) -> Kit:
+    """The running service's Kit (set by the lifespan)."""
+    return cast(Kit, request.app.state.kit)
 
 
 #: A background worker: entered after start-up, exited before shutdown finishes.
@@ -121,7 +127,7 @@ def create_service_app(
     app.state.metrics = metrics
     app.state.health = health
     app.state.settings = settings
-    install_error_handlers(app)
+    install_error_handlers(app, database=migrations is not None)
     install_error_documentation(app)
     metrics.instrument(app)
     for item in reversed(middleware):  # add_middleware puts each outside the previous
@@ -161,6 +167,11 @@ async def _open_kit(
 
     db: Database | None = None
     if migrations is not None:
+        # Imported here: a service without a database (the gateway) never loads
+        # SQLAlchemy and asyncpg, about 20 MB of its resident memory.
+        from services.kit.db import Database
+        from services.kit.migrations import upgrade
+
         db = Database(settings)
         stack.push_async_callback(db.dispose)
         metrics.track_pool(db.checked_out)

@@ -11,7 +11,6 @@ from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from typing import Any
 
-from pydantic import ValidationError
 from sqlalchemy import DateTime, event, exc, make_url, text
 from sqlalchemy.engine import Dialect
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
@@ -125,26 +124,6 @@ class Database:
 
     async def dispose(self) -> None:
         await self.engine.dispose()
-
-
-def describe_failure(exc: BaseException) -> str:
-    """One line for an operator: what failed reaching or using the database, or which
-    setting is wrong, without the stack of wrappers around it."""
-    if isinstance(exc, ValidationError):
-        first = exc.errors()[0]
-        where = ".".join(str(part) for part in first.get("loc", ())) or "settings"
-        return f"invalid setting {where.upper()}: {first.get('msg', '')}"
-    root: BaseException = exc
-    while True:  # SQLAlchemy wraps the driver's error in .orig, others chain with __cause__
-        inner = getattr(root, "orig", None) or root.__cause__
-        if inner is None or inner is root:
-            break
-        root = inner
-    if isinstance(root, ConnectionRefusedError | TimeoutError | OSError) and not isinstance(root, PermissionError):
-        hint = "is PostgreSQL running there, and is the URL's host and port right?"
-        return f"cannot connect to the database ({root.strerror or type(root).__name__}); {hint}"
-    message = str(root).strip().splitlines()[0] if str(root).strip() else type(root).__name__
-    return f"{type(root).__name__}: {message}"
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _: Any) -> None:

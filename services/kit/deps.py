@@ -3,18 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from typing import Annotated, cast
+from typing import Annotated
 
 from fastapi import Depends, Request
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.kit.app import Kit
+from services.kit.app import Kit, get_kit
 from services.kit.cache import Cache
 from services.kit.security import Principal, bearer_token
-
-
-def get_kit(request: Request) -> Kit:
-    return cast(Kit, request.app.state.kit)
 
 
 # Dependencies are `async def` even when they do no I/O: FastAPI runs a sync dependency

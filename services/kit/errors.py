@@ -8,6 +8,7 @@ anything else is a 500 whose body says nothing about internals.
 from __future__ import annotations
 
 import asyncio
+import sys
 from collections.abc import Iterator, Mapping
 from http import HTTPStatus
 from typing import Any
@@ -17,7 +18,6 @@ import structlog
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
-from sqlalchemy import exc as sa_exc
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 log = structlog.get_logger("flotilla.errors")
@@ -213,11 +213,15 @@ def _chain(exc: BaseException) -> Iterator[BaseException]:
 
 
 def _is_database_outage(exc: BaseException) -> bool:
+    # SQLAlchemy is looked up, not imported: a service without a database never loads it,
+    # and then none of its exceptions can be in the chain.
+    sa_exc = sys.modules.get("sqlalchemy.exc")
     for item in _chain(exc):
-        if isinstance(item, sa_exc.DBAPIError) and item.connection_invalidated:
-            return True
-        if isinstance(item, sa_exc.TimeoutError | sa_exc.InterfaceError | sa_exc.OperationalError):
-            return True
+        if sa_exc is not None:
+            if isinstance(item, sa_exc.DBAPIError) and item.connection_invalidated:
+                return True
+            if isinstance(item, sa_exc.TimeoutError | sa_exc.InterfaceError | sa_exc.OperationalError):
+                return True
         if isinstance(item, ConnectionError | asyncio.TimeoutError | TimeoutError):
             return True
         if isinstance(item, OSError) and item.errno is not None:
@@ -239,7 +243,9 @@ def _validation_details(exc: RequestValidationError) -> dict[str, Any]:
     return {"errors": errors}
 
 
-def install_error_handlers(app: FastAPI) -> None:
+def install_error_handlers(app: FastAPI, *, database: bool) -> None:
+    """The error shape for every failure; ``database``: also for SQLAlchemy's (a unique
+    key violated is a 409), which a service without one never loads."""
     async def on_flotilla_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, FlotillaError)
         return error_response(request, exc.status_code, exc.error_code, exc.message, exc.details, exc.headers)
@@ -272,7 +278,10 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(FlotillaError, on_flotilla_error)
     app.add_exception_handler(RequestValidationError, on_validation_error)
     app.add_exception_handler(StarletteHTTPException, on_http_error)
-    app.add_exception_handler(sa_exc.IntegrityError, on_integrity_error)
+    if database:
+        from sqlalchemy.exc import IntegrityError
+
+        app.add_exception_handler(IntegrityError, on_integrity_error)
 
 
 def classify_unexpected(
