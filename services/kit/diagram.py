@@ -17,13 +17,13 @@ def architecture_mermaid() -> str:
     with_database = [s.name for s in catalog.SERVICES if s.has_database]
     lines = [
         "flowchart LR",
-        "  client([client]) -->|HTTP| gateway",
         "  subgraph flotilla[Flotilla]",
     ]
     for service in catalog.SERVICES:
         summary = service.summary.replace(";", "#59;").replace('"', "#quot;")  # Mermaid entity codes
         lines.append(f'    {service.name}["<b>{service.name}</b> :{service.local_port}<br/>{summary}"]')
-    lines.append("  end")
+    # The client's edge after the subgraph: a node Mermaid meets first outside it stays outside.
+    lines += ["  end", "  client([client]) -->|HTTP| gateway"]
     for service in backends:
         lines.append(f"  gateway -->|{' '.join(service.routes)}| {service.name}")
     lines += [
