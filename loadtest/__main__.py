@@ -13,14 +13,16 @@ from loadtest.bench import UNCACHED_MODES, bench
 from loadtest.locust_run import LocustFailed, StepPlan
 from loadtest.runner import results_dir, run
 
-app = typer.Typer(help="Flotilla load test and benchmark.", no_args_is_help=True, add_completion=False)
+# Plain, wide help (as `flotilla`'s, services/cli.py): rich panels cut long option names at 80 columns.
+app = typer.Typer(help="Flotilla load test and benchmark.", no_args_is_help=True, add_completion=False,
+                  rich_markup_mode=None, context_settings={"max_content_width": 120})
 
 DatabaseUrl = Annotated[str, typer.Option(envvar="FLOTILLA_DATABASE_URL",
                                           help="PostgreSQL server URL; default: a throwaway server")]
 RedisUrl = Annotated[str, typer.Option(envvar="FLOTILLA_REDIS_URL", help="Redis URL; default: a throwaway server")]
 
 
-@app.command("run")
+@app.command("run", short_help="The reference workload: RPS, latency, errors, CPU, RSS.")
 def run_command(
     host: Annotated[str, typer.Option(help="base URL of a running stack's gateway; default: start a private "
                                            "stack on real PostgreSQL/Redis")] = "",
@@ -47,7 +49,7 @@ def run_command(
         raise typer.Exit(1) from None
 
 
-@app.command("bench")
+@app.command("bench", short_help="Side by side: bare baselines, services, the gateway.")
 def bench_command(
     connections: Annotated[int, typer.Option(min=1, max=1024, help="concurrent connections (fixed)")] = 64,
     seconds: Annotated[int, typer.Option(min=1, max=120, help="measured seconds per target")] = 10,
@@ -80,7 +82,7 @@ def bench_command(
         raise typer.Exit(1) from None
 
 
-@app.command("connections")
+@app.command("connections", short_help="Many keep-alive connections at an open-loop rate.")
 def connections_command(
     connections: Annotated[int, typer.Option(min=1, max=60_000, help="concurrent keep-alive connections")] = 10_000,
     rate_fraction: Annotated[float, typer.Option(min=0.01, max=2.0, help="open-loop rate as a fraction of the "
@@ -112,7 +114,7 @@ def connections_command(
         raise typer.Exit(1) from None
 
 
-@app.command("burst")
+@app.command("burst", short_help="A login burst on auth's real argon2 defaults.")
 def burst_command(
     users: Annotated[int, typer.Option(min=1, max=5000, help="users registering and then logging in")] = 200,
     rate: Annotated[float, typer.Option(min=0.1, max=1000, help="new users per second (open loop)")] = 50,
@@ -134,7 +136,7 @@ def burst_command(
         raise typer.Exit(1) from None
 
 
-@app.command("scale")
+@app.command("scale", short_help="Latency and CPU per request as the data grows.")
 def scale_command(
     sizes: Annotated[str, typer.Option(help="comma-separated row counts, smallest first")] = "10000,1000000",
     users: Annotated[int, typer.Option(min=1, max=10_000_000, help="owners the seeded rows spread over")] = 100_000,

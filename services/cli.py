@@ -7,7 +7,7 @@ import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -18,8 +18,13 @@ from services.kit.ports import default_metrics_port
 from services.launcher import LaunchError, Stack, available_services
 from services.serve import PortInUse, load_settings, serve
 
+#: Plain click help, up to 120 columns wide: typer's rich panels show flags as `--help <bool>`
+#: and cut long option names with "…" on an 80-column terminal; click's wraps, never cuts.
+HELP_SETTINGS: dict[str, Any] = {"max_content_width": 120, "help_option_names": ["-h", "--help"]}
+
 app = typer.Typer(help="Flotilla: Kubernetes-native FastAPI microservices.", no_args_is_help=True,
-                  add_completion=False, pretty_exceptions_enable=False)
+                  add_completion=False, pretty_exceptions_enable=False, rich_markup_mode=None,
+                  context_settings=HELP_SETTINGS)
 
 #: FLOTILLA_DEBUG=1: let errors through with their traceback instead of one line.
 DEBUG_ENV = "FLOTILLA_DEBUG"
@@ -141,19 +146,35 @@ def serve_command(
         raise typer.Exit(1) from None
 
 
-@app.command()
-def migrate(service: ServiceName) -> None:
-    """Apply a service's database migrations (idempotent; safe to run from many pods)."""
+@app.command(short_help="Apply a service's database migrations.")
+def migrate(
+    service: ServiceName,
+    embedded: Annotated[bool, typer.Option("--embedded", help="migrate the embedded SQLite file in the data "
+                                           "directory when no database URL is set (`flotilla up` does this "
+                                           "itself on start)")] = False,
+) -> None:
+    """Apply a service's database migrations (idempotent; safe to run from many pods).
+
+    The database is <SERVICE>_DATABASE_URL (e.g. TASKS_DATABASE_URL); without it the command
+    refuses rather than create a SQLite file nobody will read, unless --embedded says so.
+    """
     info = _service(service)
     if not info.has_database:
         typer.echo(f"{service} has no database; nothing to do")
         return
+    with one_line_errors(f"{service}: migrations not applied"):
+        settings = load_settings(info)
+    if not settings.database_url.get_secret_value() and not embedded:
+        variable = f"{catalog.env_prefix(info.name)}DATABASE_URL"
+        typer.secho(f"error: {service}: no database to migrate: set {variable} to its PostgreSQL URL, or pass "
+                    f"--embedded for the SQLite file in {settings.data_dir}/", fg=typer.colors.RED, err=True)
+        raise typer.Exit(1)
 
     async def run() -> None:
         from services.kit.db import Database  # only here: serving the gateway never loads SQLAlchemy
         from services.kit.migrations import upgrade
 
-        db = Database(load_settings(info))
+        db = Database(settings)
         try:
             await upgrade(db, service=info.name, script_location=Path(__file__).parent / info.name / "migrations")
         finally:
@@ -164,7 +185,8 @@ def migrate(service: ServiceName) -> None:
     typer.echo(f"{service}: migrations applied")
 
 
-@app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True}, add_help_option=False)
+@app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True}, add_help_option=False,
+             short_help="Load test and benchmarks; needs the `loadtest` extra.")
 def loadtest(ctx: typer.Context) -> None:
     """Load test and benchmarks (`flotilla loadtest --help`); needs the `loadtest` extra."""
     # Imported lazily: locust and matplotlib are heavy and optional for running services.

@@ -16,6 +16,7 @@ from services.auth.tokens import access_token
 from services.kit.deps import SessionDep
 from services.kit.errors import Conflict, Unauthorized
 from services.kit.forwarding import client_address
+from services.kit.openapi import raises
 
 router = APIRouter(prefix="/api/v1/auth", tags=["auth"])
 jwks_router = APIRouter(tags=["auth"])
@@ -47,6 +48,7 @@ def _refresh_ttl(runtime: AuthRuntime) -> timedelta:
 
 @router.post("/register", response_model=UserPublic, status_code=status.HTTP_201_CREATED,
              summary="Create an account")
+@raises(409, 429)
 async def register(body: Registration, request: Request, session: SessionDep, runtime: RuntimeDep) -> UserPublic:
     await runtime.throttle.registration(client=_client(request, runtime))
     if await crud.get_user_by_email(session=session, email=body.email) is not None:
@@ -60,6 +62,7 @@ async def register(body: Registration, request: Request, session: SessionDep, ru
 
 
 @router.post("/login", response_model=TokenPair, summary="Exchange email and password for tokens")
+@raises(401, 429)
 async def login(body: Credentials, request: Request, response: Response, session: SessionDep,
                 runtime: RuntimeDep) -> TokenPair:
     client = _client(request, runtime)
@@ -81,6 +84,7 @@ async def login(body: Credentials, request: Request, response: Response, session
 
 
 @router.post("/refresh", response_model=TokenPair, summary="Trade a refresh token for a new pair (rotation)")
+@raises(401)
 async def refresh(body: RefreshRequest, response: Response, session: SessionDep, runtime: RuntimeDep) -> TokenPair:
     user, refresh_token = await crud.rotate_refresh_token(session=session, token=body.refresh_token,
                                                           ttl=_refresh_ttl(runtime))

@@ -45,20 +45,27 @@ class Registration(BaseModel):
 
 
 class Credentials(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={"examples": [{"email": "alice@example.com", "password": "correct horse battery staple"}]},
+    )
 
     email: Email
     password: Password
 
 
 class RefreshRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid", json_schema_extra={"examples": [{"refresh_token": "q3J8vXk2c0F1mZ9yRt4LwA7sH5dN6bPe"}]}
+    )
 
     refresh_token: OpaqueToken
 
 
 class UserPublic(BaseModel):
-    model_config = ConfigDict(from_attributes=True)
+    model_config = ConfigDict(from_attributes=True, json_schema_extra={"examples": [
+        {"id": "0b6e3a52-8c1f-4d7e-9a3b-2f5c6d7e8f90", "email": "alice@example.com",
+         "created_at": "2026-01-15T09:30:00Z"}]})
 
     id: uuid.UUID
     email: str
@@ -66,6 +73,11 @@ class UserPublic(BaseModel):
 
 
 class TokenPair(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [{
+        "access_token": "eyJhbGciOiJFUzI1NiIsImtpZCI6ImsxIn0.eyJzdWIiOiIwYjZlIn0.c2lnbmF0dXJl",
+        "refresh_token": "q3J8vXk2c0F1mZ9yRt4LwA7sH5dN6bPe", "token_type": "bearer", "expires_in": 900,
+    }]})
+
     access_token: str
     refresh_token: str
     token_type: Literal["bearer"] = "bearer"  # noqa: S105 (the OAuth 2 token type)

@@ -10,6 +10,7 @@ import uuid
 from services.auth.key_material import LoadedKey
 from services.auth.models import User
 from services.auth.settings import AuthSettings
+from services.kit.security import CREATED_AT_CLAIM
 
 
 def access_token(*, user: User, key: LoadedKey, settings: AuthSettings) -> str:
@@ -17,6 +18,10 @@ def access_token(*, user: User, key: LoadedKey, settings: AuthSettings) -> str:
     claims = {
         "sub": str(user.id),
         "email": user.email,
+        # The account's registration time, so users can date a profile it creates on first
+        # use by the registration rather than by that first use (ISO 8601, exact to the
+        # microsecond, unlike a NumericDate).
+        CREATED_AT_CLAIM: user.created_at.isoformat(),
         "iss": settings.jwt_issuer,
         "aud": settings.jwt_audience,
         "iat": now,

@@ -16,6 +16,7 @@ from services.data.schemas import IngestResult, RecommendationsPublic, StatsPubl
 from services.kit.deps import CurrentUserId, KitDep, SessionDep
 from services.kit.errors import Forbidden, NotFound, Unauthorized
 from services.kit.events import INGEST_PATH, INTERNAL_TOKEN_HEADER, TaskEventBatch
+from services.kit.openapi import raises
 
 
 async def get_runtime(kit: KitDep) -> DataRuntime:  # async: no thread-pool hop
@@ -38,6 +39,7 @@ async def my_stats(user_id: CurrentUserId, session: SessionDep) -> StatsPublic:
     "/{user_id}", response_model=RecommendationsPublic,
     summary="Recommendations for the caller: personalised, else popular, else an empty fallback",
 )
+@raises(403)
 async def recommendations(
     user_id: Annotated[str, Path(max_length=64)], caller: CurrentUserId, runtime: RuntimeDep
 ) -> RecommendationsPublic:

@@ -2,7 +2,8 @@
 
 Each service documents its paths; the gateway adds what only it knows: which paths it
 routes (only those are merged), that every operation needs a bearer token except the
-public auth routes, and which services could not be asked. Component names that two
+public auth routes (so answers 401 at the edge), that every operation may meet its rate
+limits (429), and which services could not be asked. Component names that two
 services define differently get the service's name as a prefix (and every ``$ref``
 in that service's part is rewritten), so no service's schema silently replaces another's.
 """
@@ -18,6 +19,7 @@ import aiohttp
 import structlog
 
 from services.gateway.upstreams import Upstream, under
+from services.kit.openapi import ERROR_DESCRIPTIONS
 
 log = structlog.get_logger("flotilla.gateway.openapi")
 
@@ -72,6 +74,17 @@ def _collisions(documents: Mapping[str, Document]) -> dict[str, Renames]:
             return renames
 
 
+def _document_edge_errors(operation: Document, service: str, renames: Renames, *, public: bool) -> None:
+    """The statuses the gateway itself answers for a routed operation, in the error shape."""
+    name = f"{service}_Error" if ("schemas", "Error") in renames else "Error"
+    responses = operation.setdefault("responses", {})
+    for status in (429,) if public else (401, 429):
+        responses.setdefault(str(status), {
+            "description": ERROR_DESCRIPTIONS[status],
+            "content": {"application/json": {"schema": {"$ref": f"{_REF_PREFIX}schemas/{name}"}}},
+        })
+
+
 def merge(
     documents: Mapping[str, Document],
     *,
@@ -101,12 +114,18 @@ def merge(
     for service, doc in documents.items():
         doc = _rewrite_refs(doc, service, renames[service])
         prefixes = tuple(routes.get(service, ()))
+        has_error_schema = "Error" in doc.get("components", {}).get("schemas", {})
         for path, operations in doc.get("paths", {}).items():
             if not under(path, prefixes):
                 continue  # not reachable through the gateway
             for method, operation in operations.items():
-                if (method, path) in public_ops and isinstance(operation, dict):
+                if not isinstance(operation, dict):
+                    continue
+                public_op = (method, path) in public_ops
+                if public_op:
                     operation["security"] = []
+                if has_error_schema:
+                    _document_edge_errors(operation, service, renames[service], public=public_op)
             merged["paths"][path] = operations
         for section, entries in doc.get("components", {}).items():
             target = merged["components"].setdefault(section, {})

@@ -10,6 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.kit.app import Kit, get_kit
 from services.kit.cache import Cache
+from services.kit.openapi import raises
 from services.kit.security import Principal, bearer_token
 
 
@@ -33,10 +34,12 @@ async def get_cache(request: Request) -> Cache:
     return get_kit(request).cache
 
 
+@raises(401)
 async def get_principal(request: Request) -> Principal:
     return await get_kit(request).verifier.verify(bearer_token(request.headers.get("authorization")))
 
 
+@raises(401)
 async def get_user_id(request: Request) -> str:
     return (await get_principal(request)).user_id
 

@@ -17,6 +17,7 @@ import asyncio
 import json
 import time
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
@@ -38,10 +39,28 @@ VERIFIED_CACHE_SECONDS = 60
 VERIFIED_CACHE_SIZE = 20_000
 
 
+#: Access-token claim: when the account was registered (ISO 8601 with its UTC offset).
+CREATED_AT_CLAIM = "created_at"
+
+
 @dataclass(frozen=True, slots=True)
 class Principal:
     user_id: str
     claims: dict[str, Any]
+
+    def account_created_at(self) -> datetime | None:
+        """The account's registration time from the token, if it carries a sound one
+        (tokens issued before the claim existed do not)."""
+        value = self.claims.get(CREATED_AT_CLAIM)
+        if not isinstance(value, str) or len(value) > 64:
+            return None
+        try:
+            created = datetime.fromisoformat(value)
+        except ValueError:
+            return None
+        if created.tzinfo is None or created > datetime.now(UTC) + timedelta(seconds=LEEWAY_SECONDS):
+            return None
+        return created.astimezone(UTC)
 
 
 class TokenVerifier:

@@ -6,7 +6,7 @@ import uuid
 from datetime import datetime
 from typing import Annotated, Self
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, JsonValue, StringConstraints, model_validator
 
 from services.kit.validators import multi_line_text, single_line_text
 from services.tasks.models import Priority, Status
@@ -34,7 +34,7 @@ class TaskUpdate(BaseModel):
     cannot be empty, so ``null`` for them is a 422 rather than a database error. A patch
     with no field at all is a 422 too: it would change nothing but ``updated_at``."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"status": "done"}]})
 
     title: Title | None = None
     description: Description | None = None
@@ -52,8 +52,15 @@ class TaskUpdate(BaseModel):
         return self
 
 
+TASK_EXAMPLE: dict[str, JsonValue] = {
+    "id": "5f0c9d2e-1a4b-4c3d-8e7f-6a5b4c3d2e1f", "title": "Ship it", "description": None,
+    "priority": "high", "status": "todo",
+    "created_at": "2026-01-15T09:30:00Z", "updated_at": "2026-01-15T09:30:00Z",
+}
+
+
 class TaskPublic(TaskBase):
-    model_config = ConfigDict(from_attributes=True)
+    model_config = ConfigDict(from_attributes=True, json_schema_extra={"examples": [TASK_EXAMPLE]})
 
     id: uuid.UUID
     status: Status
@@ -62,6 +69,9 @@ class TaskPublic(TaskBase):
 
 
 class TasksPublic(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [
+        {"data": [TASK_EXAMPLE], "count": 1, "next_cursor": None}]})
+
     data: list[TaskPublic]
     #: Items in this page.
     count: int

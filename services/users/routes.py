@@ -43,13 +43,15 @@ def _email_claim(principal: Principal) -> str | None:
     return email if isinstance(email, str) and 0 < len(email) <= MAX_EMAIL_LENGTH else None
 
 
-@router.get("/me", response_model=ProfilePublic, summary="The caller's profile (created on first use)")
+@router.get("/me", response_model=ProfilePublic,
+            summary="The caller's profile (created on first use; created_at is the registration time)")
 async def read_me(principal: CallerDep, session: SessionDep, cache: CacheDep) -> Response:
     cached, store_key = await cache.lookup(_namespace(principal.user_id), "me")
     if cached is not None:
         return Response(cached, media_type=JSON, headers={"X-Cache": "hit"})
     profile = await crud.get_or_create_profile(session=session, user_id=principal.user_id,
-                                               email=_email_claim(principal))
+                                               email=_email_claim(principal),
+                                               created_at=principal.account_created_at())
     body = ProfilePublic.model_validate(profile).model_dump_json().encode()
     await cache.store(store_key, body)
     return Response(body, media_type=JSON, headers={"X-Cache": "miss"})
@@ -60,7 +62,8 @@ async def update_me(
     profile_in: ProfileUpdate, principal: CallerDep, session: SessionDep, cache: CacheDep
 ) -> ProfilePublic:
     profile = await crud.get_or_create_profile(session=session, user_id=principal.user_id,
-                                               email=_email_claim(principal))
+                                               email=_email_claim(principal),
+                                               created_at=principal.account_created_at())
     profile = await crud.update_profile(session=session, profile=profile, profile_in=profile_in)
     await cache.invalidate(_namespace(principal.user_id))
     return ProfilePublic.model_validate(profile)

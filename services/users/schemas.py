@@ -32,7 +32,11 @@ class ProfileUpdate(BaseModel):
 
 
 class ProfilePublic(BaseModel):
-    model_config = ConfigDict(from_attributes=True)
+    model_config = ConfigDict(from_attributes=True, json_schema_extra={"examples": [{
+        "id": "0b6e3a52-8c1f-4d7e-9a3b-2f5c6d7e8f90", "email": "alice@example.com", "display_name": "Alice",
+        "bio": "Ships things.",
+        "created_at": "2026-01-15T09:30:00Z", "updated_at": "2026-01-16T12:00:00Z",
+    }]})
 
     id: str
     email: str | None

@@ -7,8 +7,11 @@ import importlib.metadata
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
+import typer
+from typer.testing import CliRunner
 
 from services.launcher import per_service_database_url
 from tests.support.servers import PostgresServer, free_port
@@ -66,3 +69,50 @@ def test_version_is_the_installed_distributions() -> None:
     result = subprocess.run([sys.executable, "-m", "services.cli", "--version"], capture_output=True, text=True,
                             timeout=60, check=True)
     assert result.stdout.strip() == f"flotilla {importlib.metadata.version('flotilla')}"
+
+
+def test_migrate_without_a_database_url_refuses_instead_of_writing_sqlite(tmp_path: Path) -> None:
+    """`flotilla up` migrates its embedded files itself; `migrate` is for real databases."""
+    env = {key: value for key, value in os.environ.items()
+           if key not in {"TASKS_DATABASE_URL", "FLOTILLA_DEBUG", "TASKS_DATA_DIR"}}
+    result = subprocess.run([sys.executable, "-m", "services.cli", "migrate", "tasks"], env=env, cwd=tmp_path,
+                            capture_output=True, text=True, timeout=120, check=False)
+    assert result.returncode == 1
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert "TASKS_DATABASE_URL" in lines[0]
+    assert "--embedded" in lines[0]
+    assert list(tmp_path.iterdir()) == []  # no ./.flotilla/tasks.db
+
+    embedded = subprocess.run([sys.executable, "-m", "services.cli", "migrate", "tasks", "--embedded"], env=env,
+                              cwd=tmp_path, capture_output=True, text=True, timeout=120, check=False)
+    assert embedded.returncode == 0, embedded.stderr
+    assert (tmp_path / ".flotilla" / "tasks.db").exists()
+
+
+def _command_names(typer_app: typer.Typer) -> list[str]:
+    """Commands that answer --help themselves (`flotilla loadtest` hands it to its own CLI)."""
+    names = []
+    for command in typer_app.registered_commands:
+        if command.add_help_option and command.callback is not None:
+            names.append(command.name or command.callback.__name__.replace("_", "-"))
+    return names
+
+
+@pytest.mark.parametrize("program", ["flotilla", "loadtest"])
+def test_help_is_clean_and_never_cut_at_80_columns(program: str) -> None:
+    """No `--help <bool>` (a flag takes no value), and nothing cut short with "…" at 80 columns."""
+    from loadtest.__main__ import app as loadtest_app
+    from services.cli import app as flotilla_app
+
+    typer_app = flotilla_app if program == "flotilla" else loadtest_app
+    runner = CliRunner()
+    for args in ([], *([name] for name in _command_names(typer_app))):
+        result = runner.invoke(typer_app, [*args, "--help"], terminal_width=80, env={"COLUMNS": "80"})
+        assert result.exit_code == 0, (args, result.output)
+        text = result.output
+        assert "<bool>" not in text, (args, text)
+        assert "…" not in text, (args, text)
+        assert "..." not in text.partition("Commands:")[2], (args, text)
+        assert max(len(line) for line in text.splitlines()) <= 80, (args, text)
+    assert len(_command_names(typer_app)) >= 4
