@@ -23,7 +23,7 @@ from typing import Any, Final, Protocol
 import kopf
 import structlog
 
-from flotilla_operator import crd, dashboards, naming, status
+from flotilla_operator import crd, dashboards, naming, status, workloads
 from flotilla_operator.errors import DependencyUnavailable, OwnershipConflict, ProvisioningError
 from flotilla_operator.kube import Kube, KubeForbidden, object_path
 from flotilla_operator.metrics import OperatorMetrics
@@ -164,7 +164,13 @@ class DatabasePart:
             user = logins[1] if switch_from == logins[0] else logins[0]
             password = naming.generate_password()
             previous, switched_at = switch_from, status.now()
-        keep = previous if previous and in_grace(ctx, switched_at) else None
+        # The previous role keeps logging in for the grace period and, beyond it, until
+        # every Deployment reading the Secret has rolled (checked while it is still kept).
+        pending: list[str] = []
+        still_kept = bool(previous) and (in_grace(ctx, switched_at) or provisioned.get("previousUser") == previous)
+        if still_kept and not fresh:
+            pending = (await workloads.roll(ctx.kube, spec.namespace, secret_name, workloads.version(data))).pending
+        keep = previous if previous and (fresh or in_grace(ctx, switched_at) or pending) else None
 
         # Rotation: the fresh password goes on the idle login role, then the Secret
         # names that role. The previous role keeps its password for
@@ -183,19 +189,26 @@ class DatabasePart:
         if wanted_token:
             secret_annotations[ROTATED_FOR_ANNOTATION] = wanted_token
         host, port = ctx.postgres.public.host, ctx.postgres.public.port
-        written = await write_secret(ctx, body, spec, secret_name, {
+        new_data = {
             "DATABASE_URL": ctx.postgres.database_url(part, password, user=user),
             "host": host, "port": str(port), "user": user, "password": password, "dbname": part.name,
-        }, secret_annotations, existed=existing is not None)
+        }
+        written = await write_secret(ctx, body, spec, secret_name, new_data, secret_annotations,
+                                     existed=existing is not None)
         if written:
             actions.append(written)
+        if fresh and keep:
+            rollout = await workloads.roll(ctx.kube, spec.namespace, secret_name, workloads.version(new_data))
+            pending = rollout.pending
+            actions += [f"restarted Deployment {name} for the new credentials" for name in rollout.restarted]
         # None, not absent: the status is merge-patched, so only null removes the key.
         fields = {"name": part.name, "secretName": secret_name, "activeUser": user,
                   "switchedAt": switched_at or None, "previousUser": keep}
         return Outcome(
             reason="Provisioned",
             message=f"database {part.name} owned by role {part.role}; logins as {user} with the credentials "
-                    f"in Secret {secret_name}" + (f" ({keep} still accepted after the switch)" if keep else ""),
+                    f"in Secret {secret_name}" + (f" ({keep} still accepted after the switch)" if keep else "")
+                    + (f"; waiting for the rollout of Deployment {', '.join(pending)}" if pending else ""),
             actions=actions,
             fields=fields,
         )
@@ -233,8 +246,14 @@ class RedisPart:
         data, annotations = existing or ({}, {})
         switched_at = annotations.get(SWITCHED_AT_ANNOTATION, "")
         grace = in_grace(ctx, switched_at)
+        pending: list[str] = []
+        if existing and switched_at and (grace or (body.status.get("redis") or {}).get("previousPasswordAccepted")):
+            # As for the database: the previous password stays until the readers rolled.
+            pending = (await workloads.roll(ctx.kube, spec.namespace, secret_name, workloads.version(data))).pending
+            grace = grace or bool(pending)
         outcome = await ctx.redis.ensure(part, password=data.get("password"), grace=grace)
         password, actions = outcome.password, outcome.actions
+        switched = outcome.kept_previous
         if outcome.kept_previous:
             switched_at, grace = status.now(), True
 
@@ -244,7 +263,7 @@ class RedisPart:
             # Same scheme as the database, with one user: ACL users may have several
             # passwords, so the new one is added, the Secret switched, and the old one
             # removed by the first reconcile after the grace period.
-            password, switched_at, grace = naming.generate_password(), status.now(), True
+            password, switched_at, grace, switched = naming.generate_password(), status.now(), True, True
             await ctx.redis.rotate(part, current=outcome.password, new_password=password)
             actions.append(f"added a new password to Redis ACL user {part.username} "
                            f"({ROTATE_ANNOTATION}={wanted_token}); the previous one keeps working for "
@@ -253,17 +272,24 @@ class RedisPart:
         secret_annotations = {SWITCHED_AT_ANNOTATION: switched_at} if switched_at else {}
         if wanted_token:
             secret_annotations[ROTATED_FOR_ANNOTATION] = wanted_token
-        written = await write_secret(ctx, body, spec, secret_name, {
+        new_data = {
             "REDIS_URL": ctx.redis.redis_url(part, password),
             "host": ctx.redis.public.host, "port": str(ctx.redis.public.port),
             "username": part.username, "password": password, "keyPrefix": part.key_prefix,
-        }, secret_annotations, existed=existing is not None)
+        }
+        written = await write_secret(ctx, body, spec, secret_name, new_data, secret_annotations,
+                                     existed=existing is not None)
+        if switched:
+            rollout = await workloads.roll(ctx.kube, spec.namespace, secret_name, workloads.version(new_data))
+            pending = rollout.pending
+            actions += [f"restarted Deployment {name} for the new credentials" for name in rollout.restarted]
         fields = {"username": part.username, "keyPrefix": part.key_prefix, "secretName": secret_name,
                   "switchedAt": switched_at or None, "previousPasswordAccepted": grace}
         return Outcome(
             reason="Provisioned",
             message=f"ACL user {part.username} limited to keys {part.key_prefix}*; credentials in Secret "
-                    f"{secret_name}" + (" (the previous password is still accepted)" if grace else ""),
+                    f"{secret_name}" + (" (the previous password is still accepted)" if grace else "")
+                    + (f"; waiting for the rollout of Deployment {', '.join(pending)}" if pending else ""),
             actions=[*actions, *([written] if written else [])],
             fields=fields,
         )

@@ -131,6 +131,10 @@ def declare_resources(server: kmock.KubernetesEmulator, *, monitoring: bool) -> 
     for plural in ("secrets", "configmaps", "events"):
         server.resources[f"v1/{plural}"] = kmock.ResourceInfo(kind=plural.capitalize()[:-1], namespaced=True,
                                                               verbs={"get", "list", "create", "patch", "delete"})
+    # The Deployments a credential rotation rolls (workloads.roll).
+    server.resources["apps/v1/deployments"] = kmock.ResourceInfo(
+        kind="Deployment", namespaced=True, verbs={"get", "list", "create", "patch", "delete"},
+    )
     if monitoring:
         for plural, kind in (("servicemonitors", "ServiceMonitor"), ("prometheusrules", "PrometheusRule")):
             server.resources[f"monitoring.coreos.com/v1/{plural}"] = kmock.ResourceInfo(
@@ -252,6 +256,25 @@ class Cluster:
                 await self.delete(namespace, name, api=api)
                 deleted.append(f"{resource.plural}/{name}")
         return deleted
+
+    async def create_deployment(self, namespace: str, name: str, secret: str, *, replicas: int = 2) -> None:
+        """A Deployment whose pods read ``secret`` (envFrom), fully rolled out."""
+        obj = {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": name, "namespace": namespace},
+               "spec": {"replicas": replicas, "selector": {"matchLabels": {"app": name}},
+                        "template": {"metadata": {"labels": {"app": name}}, "spec": {"containers": [
+                            {"name": "app", "image": "app:1", "envFrom": [{"secretRef": {"name": secret}}]}]}}}}
+        await self._call("POST", self.path(namespace, api="apps/v1/deployments"), obj)
+        await self.finish_rollout(namespace, name)
+
+    async def finish_rollout(self, namespace: str, name: str) -> None:
+        """What the Deployment controller reports once every pod runs the latest template."""
+        obj = await self.get(namespace, name, api="apps/v1/deployments")
+        assert obj is not None
+        replicas = obj["spec"]["replicas"]
+        await self._call("PATCH", self.path(namespace, name, api="apps/v1/deployments"), {"status": {
+            "observedGeneration": obj["metadata"]["generation"], "replicas": replicas,
+            "updatedReplicas": replicas, "readyReplicas": replicas, "availableReplicas": replicas,
+        }}, "application/merge-patch+json")
 
     def writes(self, plural: str) -> list[kmock.Request]:
         """Mutating requests the emulator received for ``plural``."""
