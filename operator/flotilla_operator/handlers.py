@@ -24,6 +24,7 @@ import kopf
 import structlog
 
 from flotilla_operator import crd, dashboards, naming, status, workloads
+from flotilla_operator import spec as spec_model
 from flotilla_operator.errors import DependencyUnavailable, OwnershipConflict, ProvisioningError
 from flotilla_operator.kube import Kube, KubeForbidden, object_path
 from flotilla_operator.metrics import OperatorMetrics
@@ -56,6 +57,8 @@ class Context:
     postgres: PostgresAdmin
     redis: RedisAdmin
     kube: Kube = field(default_factory=Kube)
+    #: The separate Redis for event streams (redis.events=Dedicated); None: not offered.
+    events_redis: RedisAdmin | None = None
     metrics: OperatorMetrics = field(default_factory=OperatorMetrics)
     locks: dict[str, asyncio.Lock] = field(default_factory=dict)
 
@@ -277,6 +280,10 @@ class RedisPart:
             "host": ctx.redis.public.host, "port": str(ctx.redis.public.port),
             "username": part.username, "password": password, "keyPrefix": part.key_prefix,
         }
+        events_redis = await _events_redis(ctx, part, current=outcome.password, password=password, grace=grace)
+        actions += events_redis.actions
+        if events_redis.url is not None:
+            new_data["EVENTS_REDIS_URL"] = events_redis.url
         written = await write_secret(ctx, body, spec, secret_name, new_data, secret_annotations,
                                      existed=existing is not None)
         if switched:
@@ -284,7 +291,7 @@ class RedisPart:
             pending = rollout.pending
             actions += [f"restarted Deployment {name} for the new credentials" for name in rollout.restarted]
         fields = {"username": part.username, "keyPrefix": part.key_prefix, "secretName": secret_name,
-                  "switchedAt": switched_at or None, "previousPasswordAccepted": grace}
+                  "events": part.events, "switchedAt": switched_at or None, "previousPasswordAccepted": grace}
         return Outcome(
             reason="Provisioned",
             message=f"ACL user {part.username} limited to keys {part.key_prefix}*; credentials in Secret "
@@ -300,9 +307,43 @@ class RedisPart:
         if not deleting and not body.status.get("redis"):
             return []
         actions = await ctx.redis.delete(spec.redis.username)
+        if ctx.events_redis is not None:
+            actions += await ctx.events_redis.delete(spec.redis.username)
         if not deleting:
             actions += await _delete_secret(ctx, spec, naming.redis_secret_name(spec.name))
         return actions
+
+
+class EventsRedisMissing(ProvisioningError):
+    reason = "EventsRedisNotConfigured"
+
+
+@dataclass
+class EventsRedis:
+    url: str | None  # None: no EVENTS_REDIS_URL, the stream shares REDIS_URL
+    actions: list[str]
+
+
+async def _events_redis(ctx: Context, part: spec_model.RedisPart, *, current: str, password: str,
+                        grace: bool) -> EventsRedis:
+    """The same ACL user on the events Redis (Dedicated), or none there (Shared).
+
+    Same name, rules and passwords as on the cache Redis, so one Secret and one rotation
+    serve both: ``current`` is what the user had before this reconcile, ``password`` what
+    the Secret names now (different right after a rotation).
+    """
+    events = ctx.events_redis
+    if part.events == "Shared":
+        # Switched back from Dedicated: the user there would be a credential nobody uses.
+        removed = await events.delete(part.username) if events is not None else []
+        return EventsRedis(None, [f"{a} on the events Redis" for a in removed])
+    if events is None:
+        raise EventsRedisMissing("spec.redis.events is Dedicated, but the operator has no events Redis "
+                                 "(FLOTILLA_OPERATOR_EVENTS_REDIS_ADMIN_URL)")
+    outcome = await events.ensure(part, password=current, grace=grace)
+    if password != current:
+        await events.rotate(part, current=current, new_password=password)
+    return EventsRedis(events.redis_url(part, password), [f"{a} on the events Redis" for a in outcome.actions])
 
 
 class DashboardsPart:
@@ -493,6 +534,8 @@ def register(registry: kopf.OperatorRegistry, ctx: Context, *, clusterwide: bool
     @kopf.on.cleanup(registry=registry)
     async def close(**_: Any) -> None:
         await ctx.redis.close()
+        if ctx.events_redis is not None:
+            await ctx.events_redis.close()
         await ctx.kube.close()
 
     for part in PARTS:
@@ -570,6 +613,10 @@ def build_context(settings: OperatorSettings) -> Context:
             settings.redis_admin_url.get_secret_value(), timeout=settings.dependency_timeout_seconds,
             public=Endpoint(settings.redis_public_host, settings.redis_public_port),
         ),
+        events_redis=RedisAdmin(
+            settings.events_redis_admin_url.get_secret_value(), timeout=settings.dependency_timeout_seconds,
+            public=Endpoint(settings.events_redis_public_host, settings.events_redis_public_port),
+        ) if settings.events_redis_admin_url.get_secret_value() else None,
     )
 
 

@@ -166,6 +166,8 @@ class Kube:
             _raise_for(status, "POST", path, payload)
             return "created"
         patch: dict[str, Any] = {key: obj[key] for key in _COMPARED if key in obj and current.get(key) != obj[key]}
+        if "data" in patch:  # a merge patch keeps keys it does not name: null removes them
+            patch["data"] = {key: None for key in current.get("data") or {}} | dict(patch["data"])
         meta_patch = {
             key: meta[key] for key in _COMPARED_META
             if key in meta and _subset_differs(meta[key], current.get("metadata", {}).get(key))
