@@ -53,6 +53,9 @@ class EmulatedAPIServer(kmock.KubernetesEmulator):
         self._versions = itertools.count(1000)
 
     async def _handle(self, request: kmock.Request) -> Any:
+        if (request.resource is not None and request.name and isinstance(request.data, dict)
+                and request.headers.get("Content-Type", "").startswith("application/apply-patch")):
+            self._server_side_apply(request)
         if request.resource is not None and isinstance(request.data, dict | list):
             version = self._next_version()
             if request.action == kmock.action.CREATE and isinstance(request.data, dict):
@@ -73,6 +76,20 @@ class EmulatedAPIServer(kmock.KubernetesEmulator):
             # What the API server answers when a JSON patch's "test" op fails; kopf then
             # retries on the next cycle with a fresh body.
             raise kmock.KubernetesError(status=422, reason="Invalid", message=str(exc)) from exc
+
+    def _server_side_apply(self, request: kmock.Request) -> None:
+        """``kubectl apply --server-side``, roughly: the applied object is the whole truth.
+
+        A real server tracks field managers and drops only the fields this manager set
+        before; with one manager (kubectl) that is the spec as applied, which is what
+        the UPDATE that follows then merges into an emptied spec (or creates).
+        """
+        key = (request.resource, request.namespace, request.name)
+        if key not in self.objects or self.objects[key].deleted:
+            self.objects[key] = {"metadata": {"resourceVersion": self._next_version(), "uid": str(uuid.uuid4()),
+                                              "generation": 1}}
+        else:
+            self.objects[key].patch({"spec": None})
 
     def _next_version(self) -> str:
         self._last_version = next(self._versions)
