@@ -310,7 +310,8 @@ def _merge(base: dict[str, Any], patch: dict[str, Any]) -> dict[str, Any]:
 
 @asynccontextmanager
 async def running_operator(settings: OperatorSettings, ctx: Context | None = None, *,
-                           namespaces: tuple[str, ...] = ()) -> AsyncIterator[Context]:
+                           namespaces: tuple[str, ...] = (), peering: str | None = None,
+                           priority: int = 0) -> AsyncIterator[Context]:
     """Run the operator (kopf and all) in its own thread and event loop, like a process.
 
     Its own loop matters: at exit kopf cancels every task that appeared in its loop
@@ -324,7 +325,7 @@ async def running_operator(settings: OperatorSettings, ctx: Context | None = Non
     def main() -> None:
         try:
             asyncio.run(run(ctx, namespaces=namespaces, clusterwide=not namespaces, stop_flag=stop,
-                            ready_flag=ready, liveness=None))
+                            ready_flag=ready, liveness=None, peering=peering, priority=priority))
         except BaseException as exc:  # reported to the test below
             errors.append(exc)
             ready.set()
