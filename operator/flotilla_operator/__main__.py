@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import secrets
 import threading
 from collections.abc import Sequence
 
@@ -40,7 +41,10 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                          help="no peering: for exactly one replica (the default)")
     parser.add_argument("--liveness", metavar="URL", default="http://0.0.0.0:8080/healthz",
                         help="kopf's liveness endpoint; empty to disable")
-    parser.add_argument("--priority", type=int, default=0, help="peering priority of this instance")
+    parser.add_argument("--priority", type=int, default=None,
+                        help="peering priority of this instance; default: a random one, so that replicas "
+                             "(started with the same arguments) never tie — kopf pauses every operator "
+                             "of a tied priority")
     return parser.parse_args(argv)
 
 
@@ -73,8 +77,14 @@ def main(argv: Sequence[str] | None = None) -> None:
         start_http_server(settings.metrics_port, registry=ctx.metrics.registry)
     # kopf installs signal handlers only in the main thread; say so if embedded oddly.
     assert threading.current_thread() is threading.main_thread()
+    priority = args.priority if args.priority is not None else peering_priority()
     asyncio.run(run(ctx, namespaces=args.namespace, clusterwide=not args.namespace,
-                    peering=args.peering, liveness=args.liveness, priority=args.priority))
+                    peering=args.peering, liveness=args.liveness, priority=priority))
+
+
+def peering_priority() -> int:
+    """A random priority: among replicas the highest acts, the others stand by."""
+    return 1 + secrets.randbelow(2**31 - 2)
 
 
 if __name__ == "__main__":

@@ -114,6 +114,20 @@ class Kube:
         _raise_for(status, "GET", path, payload)
         return dict(payload)
 
+    async def list_items(self, path: str) -> list[dict[str, Any]]:
+        """The items of a collection (one page: the operator lists one namespace)."""
+        status, payload = await self.request("GET", path)
+        _raise_for(status, "GET", path, payload)
+        return [dict(item) for item in (payload or {}).get("items") or []]
+
+    async def patch(self, path: str, patch: Mapping[str, Any]) -> bool:
+        """Merge-patch an object; False if it does not exist (any more)."""
+        status, payload = await self.request("PATCH", path, dict(patch), content_type="application/merge-patch+json")
+        if status == 404:
+            return False
+        _raise_for(status, "PATCH", path, payload)
+        return True
+
     async def delete(self, path: str) -> bool:
         status, payload = await self.request("DELETE", path, {"propagationPolicy": "Background"})
         if status == 404:
@@ -152,6 +166,8 @@ class Kube:
             _raise_for(status, "POST", path, payload)
             return "created"
         patch: dict[str, Any] = {key: obj[key] for key in _COMPARED if key in obj and current.get(key) != obj[key]}
+        if "data" in patch:  # a merge patch keeps keys it does not name: null removes them
+            patch["data"] = {key: None for key in current.get("data") or {}} | dict(patch["data"])
         meta_patch = {
             key: meta[key] for key in _COMPARED_META
             if key in meta and _subset_differs(meta[key], current.get("metadata", {}).get(key))

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from urllib.parse import urlsplit
 
-from pydantic import Field, SecretStr, computed_field, field_validator
+from pydantic import Field, SecretStr, computed_field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from flotilla_operator import dashboards, naming
@@ -28,6 +28,11 @@ class OperatorSettings(BaseSettings):
     redis_admin_url: SecretStr = SecretStr("redis://127.0.0.1:6379/0")
     redis_service_host: str | None = None
     redis_service_port: int | None = None
+    #: A second Redis for task event streams (ServiceSpecs with redis.events=Dedicated),
+    #: e.g. with AOF and noeviction while the cache Redis evicts. Empty: none offered.
+    events_redis_admin_url: SecretStr = SecretStr("")
+    events_redis_service_host: str | None = None
+    events_redis_service_port: int | None = None
 
     #: How often the drift timer re-checks every ServiceSpec, in seconds.
     drift_interval_seconds: float = Field(default=60.0, gt=0)
@@ -76,6 +81,24 @@ class OperatorSettings(BaseSettings):
     @property
     def redis_public_port(self) -> int:
         return self.redis_service_port or urlsplit(self.redis_admin_url.get_secret_value()).port or 6379
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def events_redis_public_host(self) -> str:
+        return self.events_redis_service_host or urlsplit(self.events_redis_admin_url.get_secret_value()).hostname or ""
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def events_redis_public_port(self) -> int:
+        return self.events_redis_service_port or urlsplit(self.events_redis_admin_url.get_secret_value()).port or 6379
+
+    @model_validator(mode="after")
+    def _events_redis_is_another_server(self) -> OperatorSettings:
+        events, cache = (urlsplit(url.get_secret_value()) for url in (self.events_redis_admin_url,
+                                                                      self.redis_admin_url))
+        if events.hostname and (events.hostname, events.port, events.path) == (cache.hostname, cache.port, cache.path):
+            raise ValueError("events_redis_admin_url names the cache Redis: leave it empty instead")
+        return self
 
     @field_validator("monitor_labels", "dashboard_labels")
     @classmethod

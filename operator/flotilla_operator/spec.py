@@ -41,6 +41,8 @@ class RedisPart:
     enabled: bool
     key_prefix: str
     username: str
+    #: "Dedicated": the event stream on the operator's separate events Redis.
+    events: Literal["Shared", "Dedicated"] = "Shared"
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,6 +128,7 @@ def parse(body: Mapping[str, Any]) -> ServiceSpec:
                 enabled=bool(spec["redis"]["enabled"]),
                 key_prefix=naming.check_key_prefix(prefix),
                 username=naming.redis_username(namespace, name),
+                events=spec["redis"]["events"],
             ),
             dashboards=DashboardsPart(
                 enabled=bool(spec["dashboards"]["enabled"]),

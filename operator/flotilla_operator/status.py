@@ -1,7 +1,8 @@
 """Status in Kubernetes conventions: conditions with observedGeneration, and a phase.
 
 Each part handler records its own condition; ``Ready`` and ``phase`` are derived from
-the three part conditions every time one changes. lastTransitionTime moves only when a
+the part conditions (whichever parts there are: the caller names them, condition type
+and label, in their order) every time one changes. lastTransitionTime moves only when a
 condition's status does, so it tells how long something has been broken.
 """
 
@@ -12,7 +13,8 @@ from collections.abc import Mapping, Sequence
 from typing import Any, Final, Literal
 
 ConditionStatus = Literal["True", "False", "Unknown"]
-PART_CONDITIONS: Final = {"database": "DatabaseReady", "redis": "RedisReady", "dashboards": "DashboardsReady"}
+#: Condition type -> label of every part, in order.
+PartConditions = Mapping[str, str]
 READY: Final = "Ready"
 #: Reasons that only a spec change (or a human) can clear: the phase becomes Failed.
 PERMANENT_REASONS: Final = frozenset({"InvalidSpec", "OwnershipConflict", "Forbidden"})
@@ -30,8 +32,9 @@ def seconds_since(timestamp: str) -> float:
 
 def set_condition(
     conditions: Sequence[Mapping[str, Any]], *, type_: str, status: ConditionStatus, reason: str,
-    message: str, generation: int | None,
+    message: str, generation: int | None, order: Sequence[str] = (),
 ) -> list[dict[str, Any]]:
+    """Set one condition; ``order``: the part condition types, listed first in that order."""
     result = [dict(c) for c in conditions if c.get("type") != type_]
     previous = next((c for c in conditions if c.get("type") == type_), None)
     transition = previous.get("lastTransitionTime") if previous and previous.get("status") == status else None
@@ -42,14 +45,15 @@ def set_condition(
     if generation is not None:
         condition["observedGeneration"] = generation
     result.append(condition)
-    order = [*PART_CONDITIONS.values(), READY]
-    return sorted(result, key=lambda c: order.index(c["type"]) if c["type"] in order else len(order))
+    ranks = [*order, READY]
+    return sorted(result, key=lambda c: ranks.index(c["type"]) if c["type"] in ranks else len(ranks))
 
 
-def summarize(conditions: Sequence[Mapping[str, Any]], generation: int | None) -> tuple[list[dict[str, Any]], str]:
+def summarize(conditions: Sequence[Mapping[str, Any]], generation: int | None,
+              part_conditions: PartConditions) -> tuple[list[dict[str, Any]], str]:
     """Add/refresh the Ready condition; return the conditions and the phase."""
-    parts = {c["type"]: c for c in conditions if c.get("type") in PART_CONDITIONS.values()}
-    missing = [t for t in PART_CONDITIONS.values() if t not in parts]
+    parts = {c["type"]: c for c in conditions if c.get("type") in part_conditions}
+    missing = [t for t in part_conditions if t not in parts]
     broken = [c for c in parts.values() if c.get("status") == "False"]
     unknown = [c for c in parts.values() if c.get("status") == "Unknown"]
     if any(c.get("reason") in PERMANENT_REASONS for c in broken):
@@ -61,7 +65,9 @@ def summarize(conditions: Sequence[Mapping[str, Any]], generation: int | None) -
     else:
         phase = "Ready"
     if phase == "Ready":
-        ready: tuple[ConditionStatus, str, str] = ("True", "AllPartsReady", "database, Redis and dashboards are ready")
+        labels = list(part_conditions.values())
+        listed = ", ".join(labels[:-1]) + " and " + labels[-1] if len(labels) > 1 else "".join(labels)
+        ready: tuple[ConditionStatus, str, str] = ("True", "AllPartsReady", f"{listed} are ready")
     else:
         first = (broken or unknown)[:1]
         reason = str(first[0].get("reason") or "Provisioning") if first else "Provisioning"
@@ -70,14 +76,14 @@ def summarize(conditions: Sequence[Mapping[str, Any]], generation: int | None) -
     observed = [c.get("observedGeneration") for c in parts.values()]
     ready_generation = generation if not missing and all(g == generation for g in observed) else None
     updated = set_condition(conditions, type_=READY, status=ready[0], reason=ready[1], message=ready[2],
-                            generation=ready_generation)
+                            generation=ready_generation, order=list(part_conditions))
     return updated, phase
 
 
-def observed_generation(conditions: Sequence[Mapping[str, Any]]) -> int | None:
+def observed_generation(conditions: Sequence[Mapping[str, Any]], part_conditions: PartConditions) -> int | None:
     """The generation every part condition has caught up with (None until all have)."""
-    parts = [c for c in conditions if c.get("type") in PART_CONDITIONS.values()]
+    parts = [c for c in conditions if c.get("type") in part_conditions]
     generations = [c.get("observedGeneration") for c in parts]
-    if len(parts) < len(PART_CONDITIONS) or any(g is None for g in generations):
+    if len(parts) < len(part_conditions) or any(g is None for g in generations):
         return None
     return min(int(g) for g in generations if g is not None)

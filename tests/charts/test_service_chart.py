@@ -522,6 +522,14 @@ def test_secret_names_are_the_ones_the_operator_writes(name):
             assert prefix + key not in env
             continue
         assert env[prefix + key]["valueFrom"]["secretKeyRef"] == {"name": secret, "key": key}
+    # Issue 19.3: the event stream's own Redis, when the ServiceSpec asks the operator for it.
+    assert spec["spec"]["redis"]["events"] == "Shared"
+    assert env[prefix + "EVENTS_REDIS_URL"]["valueFrom"]["secretKeyRef"] == {
+        "name": f"{spec_name}-redis", "key": "EVENTS_REDIS_URL", "optional": True}
+    values = service_values(name)
+    values.setdefault("serviceSpec", {}).setdefault("redis", {})["events"] = "Dedicated"
+    dedicated = render(SERVICE_CHART, values)
+    assert helm.find(dedicated, "ServiceSpec")["spec"]["redis"]["events"] == "Dedicated"
 
 
 def test_operators_service_monitor_finds_the_service():
@@ -582,7 +590,7 @@ def test_servicespec_carries_the_values():
     assert spec["metadata"]["name"] == "tasks-eu"
     assert spec["spec"] == {
         "database": {"enabled": True, "name": "tasks_eu", "deletionPolicy": "Delete"},
-        "redis": {"enabled": True, "keyPrefix": "tasks-eu:"},
+        "redis": {"enabled": True, "keyPrefix": "tasks-eu:", "events": "Shared"},
         "dashboards": {"enabled": True, "slo": {"availability": 99.5, "latencyP95Ms": 250}},
     }
 

@@ -53,6 +53,9 @@ class EmulatedAPIServer(kmock.KubernetesEmulator):
         self._versions = itertools.count(1000)
 
     async def _handle(self, request: kmock.Request) -> Any:
+        if (request.resource is not None and request.name and isinstance(request.data, dict)
+                and request.headers.get("Content-Type", "").startswith("application/apply-patch")):
+            self._server_side_apply(request)
         if request.resource is not None and isinstance(request.data, dict | list):
             version = self._next_version()
             if request.action == kmock.action.CREATE and isinstance(request.data, dict):
@@ -73,6 +76,20 @@ class EmulatedAPIServer(kmock.KubernetesEmulator):
             # What the API server answers when a JSON patch's "test" op fails; kopf then
             # retries on the next cycle with a fresh body.
             raise kmock.KubernetesError(status=422, reason="Invalid", message=str(exc)) from exc
+
+    def _server_side_apply(self, request: kmock.Request) -> None:
+        """``kubectl apply --server-side``, roughly: the applied object is the whole truth.
+
+        A real server tracks field managers and drops only the fields this manager set
+        before; with one manager (kubectl) that is the spec as applied, which is what
+        the UPDATE that follows then merges into an emptied spec (or creates).
+        """
+        key = (request.resource, request.namespace, request.name)
+        if key not in self.objects or self.objects[key].deleted:
+            self.objects[key] = {"metadata": {"resourceVersion": self._next_version(), "uid": str(uuid.uuid4()),
+                                              "generation": 1}}
+        else:
+            self.objects[key].patch({"spec": None})
 
     def _next_version(self) -> str:
         self._last_version = next(self._versions)
@@ -131,6 +148,10 @@ def declare_resources(server: kmock.KubernetesEmulator, *, monitoring: bool) -> 
     for plural in ("secrets", "configmaps", "events"):
         server.resources[f"v1/{plural}"] = kmock.ResourceInfo(kind=plural.capitalize()[:-1], namespaced=True,
                                                               verbs={"get", "list", "create", "patch", "delete"})
+    # The Deployments a credential rotation rolls (workloads.roll).
+    server.resources["apps/v1/deployments"] = kmock.ResourceInfo(
+        kind="Deployment", namespaced=True, verbs={"get", "list", "create", "patch", "delete"},
+    )
     if monitoring:
         for plural, kind in (("servicemonitors", "ServiceMonitor"), ("prometheusrules", "PrometheusRule")):
             server.resources[f"monitoring.coreos.com/v1/{plural}"] = kmock.ResourceInfo(
@@ -253,6 +274,25 @@ class Cluster:
                 deleted.append(f"{resource.plural}/{name}")
         return deleted
 
+    async def create_deployment(self, namespace: str, name: str, secret: str, *, replicas: int = 2) -> None:
+        """A Deployment whose pods read ``secret`` (envFrom), fully rolled out."""
+        obj = {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": name, "namespace": namespace},
+               "spec": {"replicas": replicas, "selector": {"matchLabels": {"app": name}},
+                        "template": {"metadata": {"labels": {"app": name}}, "spec": {"containers": [
+                            {"name": "app", "image": "app:1", "envFrom": [{"secretRef": {"name": secret}}]}]}}}}
+        await self._call("POST", self.path(namespace, api="apps/v1/deployments"), obj)
+        await self.finish_rollout(namespace, name)
+
+    async def finish_rollout(self, namespace: str, name: str) -> None:
+        """What the Deployment controller reports once every pod runs the latest template."""
+        obj = await self.get(namespace, name, api="apps/v1/deployments")
+        assert obj is not None
+        replicas = obj["spec"]["replicas"]
+        await self._call("PATCH", self.path(namespace, name, api="apps/v1/deployments"), {"status": {
+            "observedGeneration": obj["metadata"]["generation"], "replicas": replicas,
+            "updatedReplicas": replicas, "readyReplicas": replicas, "availableReplicas": replicas,
+        }}, "application/merge-patch+json")
+
     def writes(self, plural: str) -> list[kmock.Request]:
         """Mutating requests the emulator received for ``plural``."""
         return [r for r in self.server if r.resource is not None and r.resource.plural == plural
@@ -270,7 +310,8 @@ def _merge(base: dict[str, Any], patch: dict[str, Any]) -> dict[str, Any]:
 
 @asynccontextmanager
 async def running_operator(settings: OperatorSettings, ctx: Context | None = None, *,
-                           namespaces: tuple[str, ...] = ()) -> AsyncIterator[Context]:
+                           namespaces: tuple[str, ...] = (), peering: str | None = None,
+                           priority: int = 0) -> AsyncIterator[Context]:
     """Run the operator (kopf and all) in its own thread and event loop, like a process.
 
     Its own loop matters: at exit kopf cancels every task that appeared in its loop
@@ -284,7 +325,7 @@ async def running_operator(settings: OperatorSettings, ctx: Context | None = Non
     def main() -> None:
         try:
             asyncio.run(run(ctx, namespaces=namespaces, clusterwide=not namespaces, stop_flag=stop,
-                            ready_flag=ready, liveness=None))
+                            ready_flag=ready, liveness=None, peering=peering, priority=priority))
         except BaseException as exc:  # reported to the test below
             errors.append(exc)
             ready.set()

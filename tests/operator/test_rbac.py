@@ -142,7 +142,8 @@ async def test_rbac_equals_the_calls_of_a_whole_lifecycle(cluster: Cluster, oper
         # Create: database, Redis, dashboards, status, Events.
         await cluster.apply(ns, name, {"database": {"deletionPolicy": "Delete"}})
         await cluster.wait_phase(ns, name, "Ready")
-        # Rotate: the Secrets are patched.
+        # Rotate: the Secrets are patched, the Deployment reading them restarted.
+        await cluster.create_deployment(ns, f"{name}-app", f"{name}-database")
         await cluster.annotate(ns, name, {ROTATE_ANNOTATION: "now"})
 
         async def rotated() -> bool:

@@ -14,7 +14,7 @@ import asyncpg
 import pytest
 import redis.asyncio as aioredis
 import redis.exceptions
-from flotilla_operator import naming
+from flotilla_operator import naming, workloads
 from flotilla_operator.handlers import ROTATE_ANNOTATION, Context
 from flotilla_operator.settings import OperatorSettings
 
@@ -246,3 +246,55 @@ async def test_single_role_install_moves_to_two_login_roles(
             "SELECT pg_get_userbyid(datdba) FROM pg_database WHERE datname = $1", db) == db
     finally:
         await admin.close()
+
+
+async def test_rotation_rolls_the_deployments_and_retires_the_old_role_after_their_rollout(
+    cluster: Cluster, operator_settings: OperatorSettings, namespace: str, name: str,
+) -> None:
+    """Issue 15.1: no grace period at all, yet the old credentials work until the pods rolled."""
+    async with running_operator(_without_grace(operator_settings)) as ctx:
+        await cluster.apply(namespace, name)
+        await cluster.wait_phase(namespace, name, "Ready")
+        old = await cluster.secret(namespace, f"{name}-database")
+        old_redis = await cluster.secret(namespace, f"{name}-redis")
+        assert old is not None
+        assert old_redis is not None
+        await cluster.create_deployment(namespace, f"{name}-app", f"{name}-database")
+        await cluster.create_deployment(namespace, f"{name}-cache", f"{name}-redis")
+        await cluster.create_deployment(namespace, f"{name}-other", "someone-elses-secret")
+
+        await cluster.annotate(namespace, name, {ROTATE_ANNOTATION: "r1"})
+        new = await _changed_secret(cluster, namespace, f"{name}-database", old)
+        new_redis = await _changed_secret(cluster, namespace, f"{name}-redis", old_redis)
+
+        async def restarted(deployment: str, secret: str, data: dict[str, str]) -> bool:
+            obj = await cluster.get(namespace, deployment, api="apps/v1/deployments")
+            annotations = (obj or {})["spec"]["template"]["metadata"].get("annotations") or {}
+            return annotations.get(workloads.annotation(secret)) == workloads.version(data)
+        await eventually(lambda: restarted(f"{name}-app", f"{name}-database", new), message="app restarted")
+        await eventually(lambda: restarted(f"{name}-cache", f"{name}-redis", new_redis), message="cache restarted")
+        other = await cluster.get(namespace, f"{name}-other", api="apps/v1/deployments")
+        assert other is not None
+        assert not other["spec"]["template"]["metadata"].get("annotations"), "a Deployment not using the Secrets"
+
+        # The rollouts have not finished: the old credentials keep working, tick after tick.
+        await _timer_ticks(ctx, 3)
+        conn = await asyncpg.connect(old["DATABASE_URL"])
+        await conn.close()
+        await _redis_roundtrip(old_redis["REDIS_URL"], f"{name}:old")
+        condition = await cluster.condition(namespace, name, "DatabaseReady")
+        assert condition is not None
+        assert f"waiting for the rollout of Deployment {name}-app" in condition["message"]
+
+        await cluster.finish_rollout(namespace, f"{name}-app")
+        await eventually(lambda: _refused(old["DATABASE_URL"]), message="old database login refused")
+        await _redis_roundtrip(old_redis["REDIS_URL"], f"{name}:still")  # its Deployment has not rolled yet
+        await cluster.finish_rollout(namespace, f"{name}-cache")
+        await eventually(lambda: _redis_refused(old_redis["REDIS_URL"]), message="old Redis password refused")
+        conn = await asyncpg.connect(new["DATABASE_URL"])
+        await conn.close()
+        await _redis_roundtrip(new_redis["REDIS_URL"], f"{name}:new")
+        # Retired and rolled: nothing is restarted again.
+        patches = len(cluster.writes("deployments"))
+        await _timer_ticks(ctx, 2)
+        assert len(cluster.writes("deployments")) == patches

@@ -115,7 +115,7 @@ name: {{ include "service.fullname" $root }}
 key: {{ index . 1 }}
 {{- else }}
 name: {{ default (printf "%s-%s" (include "service.serviceSpecName" $root) $part) $cfg.secretName }}
-key: {{ $cfg.secretKey }}
+key: {{ if gt (len .) 3 }}{{ index . 3 }}{{ else }}{{ $cfg.secretKey }}{{ end }}
 {{- end }}
 {{- end }}
 
@@ -166,6 +166,15 @@ env:
     valueFrom:
       secretKeyRef:
         {{- include "service.urlSecretRef" (list "redis" "REDIS_URL" .) | trim | nindent 8 }}
+  {{- if not .Values.redis.url }}
+  # The event stream's own Redis when the ServiceSpec asks for one (redis.events:
+  # Dedicated); absent, the stream shares REDIS_URL.
+  - name: {{ $prefix }}EVENTS_REDIS_URL
+    valueFrom:
+      secretKeyRef:
+        {{- include "service.urlSecretRef" (list "redis" "EVENTS_REDIS_URL" . "EVENTS_REDIS_URL") | trim | nindent 8 }}
+        optional: true
+  {{- end }}
   {{- end }}
   {{- with .Values.extraEnv }}
   {{- toYaml . | nindent 2 }}
