@@ -319,7 +319,12 @@ def _budget(objective: float) -> float:
 
 
 def rule_groups(spec: ServiceSpec) -> list[dict[str, Any]]:
-    """SLO recording rules and burn-rate alerts, as the ``groups`` of a rules file."""
+    """SLO recording rules and burn-rate alerts, as the ``groups`` of a rules file.
+
+    The rules of every service load together into one Prometheus: group names carry the
+    namespace and service, and every rule its ``service`` label, so no two rules share a
+    name and labels (``promtool check rules`` on the combined file finds no duplicate).
+    """
     sel = Selector(job=spec.name, namespace=spec.namespace)
     le = latency_bucket(spec.dashboards.latency_p95_ms)
     by = "job, namespace"
@@ -340,7 +345,8 @@ def rule_groups(spec: ServiceSpec) -> list[dict[str, Any]]:
             # samples every evaluation.
             expr = (f"avg_over_time({rule.format(window='5m')}{sel()}[30d])" if window == "30d"
                     else ratio(window))
-            recording.append({"record": rule.format(window=window), "expr": expr, "labels": {"slo": slo}})
+            recording.append({"record": rule.format(window=window), "expr": expr,
+                              "labels": {"slo": slo, "service": spec.name}})
         for severity in ("critical", "warning"):
             pairs = [(lw, sw, f) for lw, sw, f, s in BURN_RATE_WINDOWS if s == severity]
             condition = "\nor\n".join(
@@ -363,7 +369,7 @@ def rule_groups(spec: ServiceSpec) -> list[dict[str, Any]]:
     budget_left = {
         "record": "flotilla:slo_error_budget_remaining:ratio",
         "expr": f"1 - {ERROR_RATIO_RULE.format(window='30d')}{sel()} / {slos[0][2]:g}",
-        "labels": {"slo": "availability"},
+        "labels": {"slo": "availability", "service": spec.name},
     }
     group = f"flotilla-{spec.namespace}-{spec.name}-slo"
     return [

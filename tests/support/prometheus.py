@@ -127,8 +127,16 @@ class PromQLError(AssertionError):
 
 
 def promtool_check_rules(path: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([binary("promtool", PROMTOOL_BIN), "check", "rules", str(path)],
-                          capture_output=True, text=True, check=False)
+    """``promtool check rules`` with every lint fatal: duplicate rules (same name and
+    labels, which one Prometheus loading every service's rules would mix up) fail it."""
+    return subprocess.run([binary("promtool", PROMTOOL_BIN), "check", "rules", "--lint=all", "--lint-fatal",
+                           str(path)], capture_output=True, text=True, check=False)
+
+
+def promtool_test_rules(path: Path) -> subprocess.CompletedProcess[str]:
+    """``promtool test rules``: unit tests (input series, expected alerts) of a rules file."""
+    return subprocess.run([binary("promtool", PROMTOOL_BIN), "test", "rules", str(path)],
+                          capture_output=True, text=True, check=False, cwd=path.parent)
 
 
 @contextmanager

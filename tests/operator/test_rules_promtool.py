@@ -1,0 +1,107 @@
+"""The rules of every service, loaded together into one Prometheus, checked and unit-tested
+by promtool: no duplicate rules, and the multi-window, multi-burn-rate alerts (Google SRE
+workbook, "Alerting on SLOs") page on a fast burn, open a ticket on a slow one and stay
+quiet without a burn."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from flotilla_operator import dashboards, spec
+
+from services.kit import catalog
+from tests.support.prometheus import promtool_check_rules, promtool_test_rules
+
+pytestmark = pytest.mark.skipif(shutil.which("promtool") is None,
+                                reason="promtool comes with Debian's prometheus (make test installs it)")
+
+NAMESPACE = "flotilla"
+#: 99.9 %: an error budget of 0.001; the page needs > 14.4x (1h/5m) or > 6x (6h/30m) of
+#: it, the ticket > 3x (1d/2h) or > 1x (3d/6h).
+AVAILABILITY = 99.9
+REQUESTS_PER_MINUTE = 1000
+BURNING = "tasks"
+
+
+def _spec(name: str) -> spec.ServiceSpec:
+    return spec.parse({"metadata": {"name": name, "namespace": NAMESPACE},
+                       "spec": {"dashboards": {"slo": {"availability": AVAILABILITY, "latencyP95Ms": 300}}}})
+
+
+def combined_groups() -> list[dict[str, Any]]:
+    return [g for s in catalog.SERVICES for g in dashboards.rule_groups(_spec(s.name))]
+
+
+def _write_rules(tmp_path: Path) -> Path:
+    path = tmp_path / "rules.yaml"
+    path.write_text(yaml.safe_dump({"groups": combined_groups()}, sort_keys=False))
+    return path
+
+
+def test_all_services_rules_load_together(tmp_path: Path) -> None:
+    groups = combined_groups()
+    assert len({g["name"] for g in groups}) == len(groups)
+    checked = promtool_check_rules(_write_rules(tmp_path))
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    assert "duplicate" not in checked.stdout + checked.stderr
+
+
+def _series(errors_per_minute: int) -> list[dict[str, str]]:
+    """One minute per sample: ``errors_per_minute`` 5xx besides the 2xx, every request
+    fast (so the latency SLO never burns)."""
+    labels = f'job="{BURNING}", namespace="{NAMESPACE}", handler="/api/v1/tasks", method="GET"'
+    total = REQUESTS_PER_MINUTE + errors_per_minute
+    le = dashboards.go_float(dashboards.latency_bucket(300))
+    series = [
+        {"series": f'http_requests_total{{{labels}, status="2xx"}}', "values": f"0+{REQUESTS_PER_MINUTE}x400"},
+        {"series": f'http_request_duration_seconds_bucket{{{labels}, le="{le}"}}', "values": f"0+{total}x400"},
+        {"series": f'http_request_duration_seconds_bucket{{{labels}, le="+Inf"}}', "values": f"0+{total}x400"},
+        {"series": f"http_request_duration_seconds_count{{{labels}}}", "values": f"0+{total}x400"},
+    ]
+    if errors_per_minute:  # no 5xx at all: the series does not exist (as on a healthy service)
+        series.append({"series": f'http_requests_total{{{labels}, status="5xx"}}',
+                       "values": f"0+{errors_per_minute}x400"})
+    return series
+
+
+def _expected(*severities: str) -> list[dict[str, Any]]:
+    alerts = {r["labels"]["severity"]: r for g in dashboards.rule_groups(_spec(BURNING)) for r in g["rules"]
+              if r.get("alert") == "FlotillaErrorBudgetBurn" and r["labels"]["slo"] == "availability"}
+    return [{"exp_labels": {"job": BURNING, "namespace": NAMESPACE, **alerts[s]["labels"]},
+             "exp_annotations": alerts[s]["annotations"]} for s in severities]
+
+
+def _case(name: str, errors_per_minute: int, checks: list[tuple[str, tuple[str, ...]]]) -> dict[str, Any]:
+    return {
+        "name": name,
+        "interval": "1m",
+        "input_series": _series(errors_per_minute),
+        "alert_rule_test": [{"eval_time": at, "alertname": "FlotillaErrorBudgetBurn", "exp_alerts": _expected(*sev)}
+                            for at, sev in checks],
+    }
+
+
+def test_burn_rate_alerts_page_on_fast_burns_and_ticket_on_slow_ones(tmp_path: Path) -> None:
+    rules = _write_rules(tmp_path)
+    tests = {
+        "rule_files": [rules.name],
+        "evaluation_interval": "30s",
+        "tests": [
+            # ~9 % errors, 90x the budget: the page fires within minutes (1h/5m, `for: 2m`);
+            # the ticket follows once its own `for: 15m` has passed.
+            _case("fast burn", 100, [("10m", ("critical",)), ("40m", ("critical", "warning"))]),
+            # ~0.5 % errors, 5x the budget: under both page thresholds (14.4x, 6x), over the
+            # ticket's (3x over 1d/2h, 1x over 3d/6h): a ticket only, never a page.
+            _case("slow burn", 5, [("10m", ()), ("1h", ("warning",)), ("5h", ("warning",))]),
+            # No 5xx series at all: the error ratio is 0, not absent, and nothing fires.
+            _case("no burn", 0, [("10m", ()), ("5h", ())]),
+        ],
+    }
+    path = tmp_path / "burn_rate_test.yaml"
+    path.write_text(yaml.safe_dump(tests, sort_keys=False))
+    result = promtool_test_rules(path)
+    assert result.returncode == 0, result.stdout + result.stderr
