@@ -31,6 +31,17 @@ ERRORS_TOTAL = "flotilla_errors_total"
 #: Service info gauge (always 1); labels: service, version.
 SERVICE_INFO = "flotilla_service_info"
 
+# --- Process and runtime (prometheus_client's process, platform and GC collectors) ---
+#: Counter (seconds of CPU, user + system).
+PROCESS_CPU_SECONDS_TOTAL = "process_cpu_seconds_total"
+#: Gauge (bytes).
+PROCESS_RESIDENT_MEMORY_BYTES = "process_resident_memory_bytes"
+#: Gauges: file descriptors open, and the limit.
+PROCESS_OPEN_FDS = "process_open_fds"
+PROCESS_MAX_FDS = "process_max_fds"
+#: Counter; labels: generation. Garbage collections.
+PYTHON_GC_COLLECTIONS_TOTAL = "python_gc_collections_total"
+
 #: The histogram buckets (seconds) for HTTP_REQUEST_DURATION_SECONDS.
 LATENCY_BUCKETS: tuple[float, ...] = (
     0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.5, 0.75, 1.0, 2.5, 5.0, 10.0,
@@ -46,6 +57,11 @@ ALL: tuple[str, ...] = (
     DB_POOL_IN_USE,
     ERRORS_TOTAL,
     SERVICE_INFO,
+    PROCESS_CPU_SECONDS_TOTAL,
+    PROCESS_RESIDENT_MEMORY_BYTES,
+    PROCESS_OPEN_FDS,
+    PROCESS_MAX_FDS,
+    PYTHON_GC_COLLECTIONS_TOTAL,
 )
 
 # --- Task events (tasks' outbox relay, data's consumer) ------------------------------

@@ -81,6 +81,19 @@ class PrometheusServer:
             stdout=log, stderr=subprocess.STDOUT,
         )
         wait_for_port(self.port)
+        self.wait_ready()
+
+    def wait_ready(self, timeout: float = 60.0) -> None:
+        """The port opens before the TSDB is loaded; until then the API answers 503."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(f"{self.url}/-/ready", timeout=5).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.1)
+        raise TimeoutError(f"prometheus not ready after {timeout}s; see {self.root / 'prometheus.log'}")
 
     def stop(self) -> None:
         if self.process is not None:
