@@ -109,6 +109,13 @@ def latency_bucket(latency_ms: int) -> float:
     return m.LATENCY_BUCKETS[-1]
 
 
+#: Divides a rate by max(rate, this): 0/0 (no traffic in the window) is 0, not NaN. A real
+#: rate is at least one request per window (over 30 days, ~4e-7/s), far above it. A NaN
+#: recorded for an idle 5 minutes would make the 30-day average (avg_over_time) NaN for
+#: 30 days; an idle window burns no error budget, so 0 is the right value for the SLIs.
+IDLE_FLOOR: Final = 1e-12
+
+
 def _errors_ratio(sel: Selector, window: str, by: str = "") -> str:
     group = f" by ({by})" if by else ""
     requests = f"sum{group} (rate({m.HTTP_REQUESTS_TOTAL}{sel()}[{window}]))"
@@ -116,15 +123,16 @@ def _errors_ratio(sel: Selector, window: str, by: str = "") -> str:
     # service's error ratio 0 instead of absent (an empty SLO, an empty burn-rate panel).
     return (
         f"(sum{group} (rate({m.HTTP_REQUESTS_TOTAL}{sel(status='5xx')}[{window}])) or {requests} * 0)"
-        f" / {requests}"
+        f" / clamp_min({requests}, {IDLE_FLOOR:g})"
     )
 
 
 def _slow_ratio(sel: Selector, window: str, *, le: float, by: str = "") -> str:
     group = f" by ({by})" if by else ""
+    count = f"sum{group} (rate({m.HTTP_REQUEST_DURATION_SECONDS}_count{sel()}[{window}]))"
     return (
-        f"1 - sum{group} (rate({m.HTTP_REQUEST_DURATION_SECONDS}_bucket{sel(le=go_float(le))}[{window}]))"
-        f" / sum{group} (rate({m.HTTP_REQUEST_DURATION_SECONDS}_count{sel()}[{window}]))"
+        f"({count} - sum{group} (rate({m.HTTP_REQUEST_DURATION_SECONDS}_bucket{sel(le=go_float(le))}[{window}])))"
+        f" / clamp_min({count}, {IDLE_FLOOR:g})"
     )
 
 
@@ -203,7 +211,7 @@ def panel_specs(spec: ServiceSpec) -> list[Panel]:
               kind="stat", steps=((0.0, "orange"), (0.25, "green")), base="red", mappings=NO_TRAFFIC),
         Panel("Latency", f"Latency percentiles (SLO: P95 under {spec.dashboards.latency_p95_ms}ms)", "s", [
             (f"P{round(q * 100)}", _quantile(sel, q)) for q in (0.5, 0.95, 0.99)],
-            steps=((p95_seconds, "red"),), min=0),
+            steps=((p95_seconds, "red"),), mappings=NO_TRAFFIC, min=0),
         Panel("Latency", f"Requests slower than {go_float(le)}s (latency SLI, budget 5%)", "percentunit", [
             ("slow ratio", _slow_ratio(sel, RATE, le=le))],
             steps=((0.05, "red"),), mappings=NO_TRAFFIC, min=0),

@@ -50,14 +50,14 @@ def test_all_services_rules_load_together(tmp_path: Path) -> None:
     assert "duplicate" not in checked.stdout + checked.stderr
 
 
-def _series(errors_per_minute: int) -> list[dict[str, str]]:
+def _series(errors_per_minute: int, requests_per_minute: int = REQUESTS_PER_MINUTE) -> list[dict[str, str]]:
     """One minute per sample: ``errors_per_minute`` 5xx besides the 2xx, every request
     fast (so the latency SLO never burns)."""
     labels = f'job="{BURNING}", namespace="{NAMESPACE}", handler="/api/v1/tasks", method="GET"'
-    total = REQUESTS_PER_MINUTE + errors_per_minute
+    total = requests_per_minute + errors_per_minute
     le = dashboards.go_float(dashboards.latency_bucket(300))
     series = [
-        {"series": f'http_requests_total{{{labels}, status="2xx"}}', "values": f"0+{REQUESTS_PER_MINUTE}x400"},
+        {"series": f'http_requests_total{{{labels}, status="2xx"}}', "values": f"0+{requests_per_minute}x400"},
         {"series": f'http_request_duration_seconds_bucket{{{labels}, le="{le}"}}', "values": f"0+{total}x400"},
         {"series": f'http_request_duration_seconds_bucket{{{labels}, le="+Inf"}}', "values": f"0+{total}x400"},
         {"series": f"http_request_duration_seconds_count{{{labels}}}", "values": f"0+{total}x400"},
@@ -85,6 +85,30 @@ def _case(name: str, errors_per_minute: int, checks: list[tuple[str, tuple[str, 
     }
 
 
+def _idle_case() -> dict[str, Any]:
+    """Series exist but nothing is served: every SLI records 0 (not NaN, which would
+    make the 30-day average NaN for 30 days), and the whole budget is left."""
+    labels = {"job": BURNING, "namespace": NAMESPACE, "service": BURNING}
+
+    def sample(rule: str, slo: str, value: float) -> dict[str, Any]:
+        selector = ", ".join(f'{k}="{v}"' for k, v in {**labels, "slo": slo}.items())
+        return {"expr": f"{rule}{{{selector}}}", "eval_time": "20m",
+                "exp_samples": [{"labels": f"{rule}{{{selector}}}", "value": value}]}
+
+    return {
+        "name": "idle",
+        "interval": "1m",
+        "input_series": _series(0, requests_per_minute=0),
+        "promql_expr_test": [
+            sample(dashboards.ERROR_RATIO_RULE.format(window="5m"), "availability", 0),
+            sample(dashboards.ERROR_RATIO_RULE.format(window="30d"), "availability", 0),
+            sample(dashboards.SLOW_RATIO_RULE.format(window="5m"), "latency", 0),
+            sample("flotilla:slo_error_budget_remaining:ratio", "availability", 1),
+        ],
+        "alert_rule_test": [{"eval_time": "20m", "alertname": "FlotillaErrorBudgetBurn", "exp_alerts": []}],
+    }
+
+
 def test_burn_rate_alerts_page_on_fast_burns_and_ticket_on_slow_ones(tmp_path: Path) -> None:
     rules = _write_rules(tmp_path)
     tests = {
@@ -99,6 +123,7 @@ def test_burn_rate_alerts_page_on_fast_burns_and_ticket_on_slow_ones(tmp_path: P
             _case("slow burn", 5, [("10m", ()), ("1h", ("warning",)), ("5h", ("warning",))]),
             # No 5xx series at all: the error ratio is 0, not absent, and nothing fires.
             _case("no burn", 0, [("10m", ()), ("5h", ())]),
+            _idle_case(),
         ],
     }
     path = tmp_path / "burn_rate_test.yaml"
