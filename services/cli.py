@@ -220,7 +220,12 @@ def dashboards(
     latency_p95_ms: LatencyP95 = 300,
     kubernetes: AsObject = False,
 ) -> None:
-    """Print the Grafana dashboard (JSON) the operator generates for a service."""
+    """Print the Grafana dashboard (JSON) the operator generates for a service
+    (`operator`: the operator's own)."""
+    if service == "operator":
+        module, _ = _monitoring([], namespace, availability, latency_p95_ms)
+        typer.echo(json.dumps(module.operator_dashboard(namespace), indent=2, sort_keys=True))
+        return
     module, (one,) = _monitoring([service], namespace, availability, latency_p95_ms)
     body = module.dashboard_configmap(one) if kubernetes else module.dashboard(one)
     typer.echo(json.dumps(body, indent=2, sort_keys=True))
@@ -229,7 +234,8 @@ def dashboards(
 @app.command()
 def rules(
     services: Annotated[list[str] | None, typer.Argument(
-        help="ServiceSpec names; none: every Flotilla service, in one file")] = None,
+        help="ServiceSpec names (`operator`: the operator's own alerts); none: every Flotilla "
+             "service and the operator, in one file")] = None,
     namespace: Namespace = "flotilla",
     availability: Availability = 99.9,
     latency_p95_ms: LatencyP95 = 300,
@@ -239,13 +245,14 @@ def rules(
     operator generates; a rules file for `rule_files`, or PrometheusRule objects."""
     import yaml  # only here: the services themselves never need it at start-up
 
-    names = services or [s.name for s in catalog.SERVICES]
-    module, specs = _monitoring(names, namespace, availability, latency_p95_ms)
+    names = services or [*(s.name for s in catalog.SERVICES), "operator"]
+    module, specs = _monitoring([n for n in names if n != "operator"], namespace, availability, latency_p95_ms)
     if kubernetes:
         objects = [module.prometheus_rule(s) for s in specs]
         typer.echo(yaml.safe_dump_all(objects, sort_keys=False, width=1 << 16), nl=False)
     else:
         groups = [g for s in specs for g in module.rule_groups(s)]
+        groups += module.operator_rule_groups() if "operator" in names else []
         typer.echo(yaml.safe_dump({"groups": groups}, sort_keys=False, width=1 << 16), nl=False)
 
 

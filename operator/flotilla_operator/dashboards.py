@@ -16,6 +16,7 @@ from typing import Any, Final
 
 from prometheus_client import utils as prometheus_utils
 
+from flotilla_operator import metrics as om
 from flotilla_operator import naming
 from flotilla_operator.spec import ServiceSpec
 from services.kit import metric_names as m
@@ -90,10 +91,13 @@ class Selector:
     namespace: str
     #: Also filter by the dashboard's pod variable (panels; never rules).
     pod: bool = False
+    #: ``job`` is a regex (a multi-value variable).
+    job_regex: bool = False
 
     def __call__(self, **extra: str) -> str:
         labels = {"job": self.job, "namespace": self.namespace, **extra}
-        matchers = [f'{key}="{value}"' for key, value in labels.items()]
+        matchers = [f'{key}{"=~" if key == "job" and self.job_regex else "="}"{value}"'
+                    for key, value in labels.items()]
         if self.pod:
             matchers.append(f'pod=~"{VAR_POD}"')
         return "{" + ", ".join(matchers) + "}"
@@ -539,3 +543,100 @@ def all_expressions(spec: ServiceSpec) -> list[str]:
     exprs = [resolve(t["expr"], spec) for p in panels(spec) for t in p.get("targets", ())]
     exprs += [r["expr"] for g in rule_groups(spec) for r in g["rules"]]
     return exprs
+
+
+# --- The operator's own dashboard and alerts -------------------------------------------
+
+#: ``flotilla dashboards operator`` / ``flotilla rules operator`` print these.
+OPERATOR: Final = "operator"
+#: Reconcile failures that alert: any in the last 15 minutes, for 15 minutes (a transient
+#: error is retried and clears it).
+OPERATOR_FAILURES_WINDOW: Final = "15m"
+#: Provisioning latency (P95 of one part's reconcile, seconds) that alerts.
+OPERATOR_SLOW_RECONCILE_SECONDS: Final = 10.0
+
+
+def _operator_panels() -> list[Panel]:
+    # The operator's metric names are its own (flotilla_operator.metrics): no job filter
+    # is needed, and the chart's Service name (the job) depends on the release.
+    sel = Selector(job="$job", namespace=VAR_NAMESPACE, pod=True, job_regex=True)
+    part_rate = f"rate({om.RECONCILES_TOTAL}{sel()}[{RATE}])"
+    return [
+        Panel("Reconciles", "Reconciles per second by part and trigger", "ops", [
+            ("{{part}} ({{trigger}})", f"sum by (part, trigger) ({part_rate})")], min=0),
+        Panel("Reconciles", "Reconcile failures per second by part and reason", "ops", [
+            ("{{part}}: {{reason}}", f"sum by (part, reason) (rate({om.FAILURES_TOTAL}{sel()}[{RATE}]))")],
+            steps=((0.0001, "red"),), min=0),
+        Panel("Reconciles", "Provisioning latency (P95 of one part's reconcile)", "s", [
+            ("{{part}}", f"histogram_quantile(0.95, sum by (part, le) "
+                         f"(rate({om.RECONCILE_DURATION_SECONDS}_bucket{sel()}[{RATE}])))")],
+            steps=((OPERATOR_SLOW_RECONCILE_SECONDS, "red"),), mappings=NO_TRAFFIC, min=0),
+        Panel("Process", "CPU per pod (1 = one core)", "percentunit", [
+            ("{{pod}}", f"sum by (pod) (rate({m.PROCESS_CPU_SECONDS_TOTAL}{sel()}[{RATE}]))")], min=0),
+        Panel("Process", "Resident memory per pod", "bytes", [
+            ("{{pod}}", f"sum by (pod) ({m.PROCESS_RESIDENT_MEMORY_BYTES}{sel()})")], min=0),
+    ]
+
+
+def operator_dashboard(namespace: str = "flotilla-system") -> dict[str, Any]:
+    """The operator's own dashboard: reconciles, failures, provisioning latency, process."""
+    result: list[dict[str, Any]] = []
+    y = 0
+    specs = _operator_panels()
+    for row in ("Reconciles", "Process"):
+        in_row = [p for p in specs if p.row == row]
+        result.append({"id": len(result) + 1, "type": "row", "title": row, "collapsed": False,
+                       "gridPos": {"h": 1, "w": 24, "x": 0, "y": y}, "panels": []})
+        y += 1
+        for index, panel in enumerate(in_row):
+            result.append(_panel_json(panel, len(result) + 1, 12 * (index % 2), y + 8 * (index // 2)))
+        y += 8 * ((len(in_row) + 1) // 2)
+    metric = om.RECONCILES_TOTAL
+    return {
+        "uid": "flotilla-operator", "title": "Flotilla / operator", "tags": ["flotilla", "operator"],
+        "timezone": "utc", "schemaVersion": 39, "version": 1, "editable": True, "refresh": "30s",
+        "time": {"from": "now-6h", "to": "now"},
+        "templating": {"list": [
+            {"name": "datasource", "label": "Data source", "type": "datasource", "query": "prometheus"},
+            _variable("namespace", "Namespace", f"label_values({metric}, namespace)", namespace),
+            _variable("job", "Job", f'label_values({metric}{{namespace="{VAR_NAMESPACE}"}}, job)', "All",
+                      include_all=True),
+            _variable("pod", "Pod", f'label_values({metric}{{namespace="{VAR_NAMESPACE}"}}, pod)', "All",
+                      include_all=True),
+        ]},
+        "panels": result,
+    }
+
+
+def operator_rule_groups() -> list[dict[str, Any]]:
+    """Alerts on the operator itself: reconciles that keep failing, slow provisioning."""
+    by = "namespace, job, part"
+    window = OPERATOR_FAILURES_WINDOW
+    return [{"name": "flotilla-operator", "rules": [
+        {
+            "alert": "FlotillaOperatorReconcileFailing",
+            "expr": f"sum by ({by}, reason) (increase({om.FAILURES_TOTAL}[{window}])) > 0",
+            "for": window,
+            "labels": {"severity": "warning", "service": OPERATOR},
+            "annotations": {
+                "summary": "The Flotilla operator keeps failing to reconcile {{ $labels.part }} "
+                           "({{ $labels.reason }})",
+                "description": "Reconciles of this part failed throughout the last "
+                               f"{window}: check the operator's log and the ServiceSpecs' status "
+                               "conditions (kubectl get servicespecs -A).",
+            },
+        },
+        {
+            "alert": "FlotillaOperatorProvisioningSlow",
+            "expr": f"histogram_quantile(0.95, sum by ({by}, le) "
+                    f"(rate({om.RECONCILE_DURATION_SECONDS}_bucket[{window}]))) > {OPERATOR_SLOW_RECONCILE_SECONDS:g}",
+            "for": window,
+            "labels": {"severity": "warning", "service": OPERATOR},
+            "annotations": {
+                "summary": "Flotilla operator: reconciling {{ $labels.part }} takes over "
+                           f"{OPERATOR_SLOW_RECONCILE_SECONDS:g}s (P95)",
+                "description": "The database or Redis admin connection is slow, or the API server "
+                               "throttles the operator.",
+            },
+        },
+    ]}]

@@ -44,11 +44,19 @@ def test_rules_of_every_service_is_one_file_promtool_accepts(tmp_path: Path) -> 
     result = runner.invoke(app, ["rules"])
     assert result.exit_code == 0, result.output
     groups = yaml.safe_load(result.stdout)["groups"]
-    assert {r["labels"]["service"] for g in groups for r in g["rules"]} == {s.name for s in catalog.SERVICES}
+    assert {r["labels"]["service"] for g in groups for r in g["rules"]} == {
+        *(s.name for s in catalog.SERVICES), "operator"}
     path = tmp_path / "rules.yaml"
     path.write_text(result.stdout)
     checked = promtool_check_rules(path)
     assert checked.returncode == 0, checked.stdout + checked.stderr
+
+
+def test_the_operators_own_dashboard_and_alerts() -> None:
+    board = json.loads(runner.invoke(app, ["dashboards", "operator", "--namespace", "ops"]).stdout)
+    assert board == json.loads(json.dumps(dashboards.operator_dashboard("ops")))
+    groups = yaml.safe_load(runner.invoke(app, ["rules", "operator"]).stdout)["groups"]
+    assert groups == dashboards.operator_rule_groups()
 
 
 def test_rules_as_prometheusrule_objects() -> None:

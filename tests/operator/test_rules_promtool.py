@@ -5,6 +5,7 @@ quiet without a burn."""
 
 from __future__ import annotations
 
+import re
 import shutil
 from pathlib import Path
 from typing import Any
@@ -130,3 +131,58 @@ def test_burn_rate_alerts_page_on_fast_burns_and_ticket_on_slow_ones(tmp_path: P
     path.write_text(yaml.safe_dump(tests, sort_keys=False))
     result = promtool_test_rules(path)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_operator_alerts_fire_on_failing_reconciles_only(tmp_path: Path) -> None:
+    """The operator's own alerts: reconciles failing for 15 minutes warn; a healthy
+    operator (reconciles, no failures, fast) stays quiet."""
+    rules = tmp_path / "operator-rules.yaml"
+    rules.write_text(yaml.safe_dump({"groups": dashboards.operator_rule_groups()}, sort_keys=False))
+    checked = promtool_check_rules(rules)
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    (failing,) = [r for r in dashboards.operator_rule_groups()[0]["rules"]
+                  if r["alert"] == "FlotillaOperatorReconcileFailing"]
+    where = 'namespace="flotilla-system", job="flotilla-operator-metrics"'
+    fast = [{"series": f'flotilla_operator_reconcile_duration_seconds_bucket{{{where}, part="database", le="{le}"}}',
+             "values": "0+2x120"} for le in ("0.5", "+Inf")]
+    tests = {"rule_files": [rules.name], "evaluation_interval": "1m", "tests": [
+        {"name": "failing", "interval": "1m", "input_series": [
+            *fast, {"series": f'flotilla_operator_reconcile_failures_total{{{where}, part="database", '
+                              f'reason="DatabaseUnavailable"}}', "values": "0+1x120"}],
+         "alert_rule_test": [
+             {"eval_time": "10m", "alertname": "FlotillaOperatorReconcileFailing", "exp_alerts": []},
+             {"eval_time": "40m", "alertname": "FlotillaOperatorReconcileFailing", "exp_alerts": [{
+                 "exp_labels": {"namespace": "flotilla-system", "job": "flotilla-operator-metrics",
+                                "part": "database", "reason": "DatabaseUnavailable", **failing["labels"]},
+                 "exp_annotations": {
+                     "summary": "The Flotilla operator keeps failing to reconcile database (DatabaseUnavailable)",
+                     "description": failing["annotations"]["description"]}}]},
+             {"eval_time": "40m", "alertname": "FlotillaOperatorProvisioningSlow", "exp_alerts": []}]},
+        {"name": "healthy", "interval": "1m", "input_series": fast,
+         "alert_rule_test": [{"eval_time": "40m", "alertname": name, "exp_alerts": []}
+                             for name in ("FlotillaOperatorReconcileFailing", "FlotillaOperatorProvisioningSlow")]},
+    ]}
+    path = tmp_path / "operator_test.yaml"
+    path.write_text(yaml.safe_dump(tests, sort_keys=False))
+    result = promtool_test_rules(path)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_operator_dashboard_reads_only_what_the_operator_exports() -> None:
+    from flotilla_operator.metrics import OperatorMetrics
+    from prometheus_client import generate_latest
+
+    metrics = OperatorMetrics()
+    metrics.failed("database", "x")
+    with metrics.reconcile("database", "create"):
+        pass
+    exported = {line.split()[2] for line in generate_latest(metrics.registry).decode().splitlines()
+                if line.startswith("# TYPE ")}
+    board = dashboards.operator_dashboard()
+    assert board["editable"] is True
+    assert [p["title"] for p in board["panels"] if p["type"] == "row"] == ["Reconciles", "Process"]
+    exprs = [t["expr"] for p in board["panels"] for t in p.get("targets", ())]
+    exprs += [r["expr"] for g in dashboards.operator_rule_groups() for r in g["rules"]]
+    for expr in exprs:
+        for name in re.findall(r"([a-z_:]+)(?:\{|\[)", expr):
+            assert re.sub(r"_(bucket|count|sum)$", "", name) in exported, f"{name} in {expr}"
