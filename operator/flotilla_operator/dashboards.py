@@ -19,6 +19,7 @@ from prometheus_client import utils as prometheus_utils
 from flotilla_operator import metrics as om
 from flotilla_operator import naming
 from flotilla_operator.spec import ServiceSpec
+from services.kit import catalog
 from services.kit import metric_names as m
 
 #: Label on Services (set by charts/service) that the ServiceMonitor selects and turns
@@ -186,6 +187,12 @@ def _thresholds(steps: tuple[tuple[float, str], ...], base: str = "green") -> di
             "steps": [{"color": base, "value": None}, *({"color": c, "value": v} for v, c in steps)]}
 
 
+def _uses_breakers(spec: ServiceSpec) -> bool:
+    """Flotilla services without breakers get no (forever empty) breaker panel; a service
+    outside the catalog may use the kit's breakers, so it keeps it."""
+    return spec.name in m.BREAKERS_USED_BY or spec.name not in {s.name for s in catalog.SERVICES}
+
+
 def panel_specs(spec: ServiceSpec) -> list[Panel]:
     """What the dashboard shows, row by row; every threshold comes from the SLO targets."""
     sel = Selector(job=VAR_SERVICE, namespace=VAR_NAMESPACE, pod=True)
@@ -226,9 +233,10 @@ def panel_specs(spec: ServiceSpec) -> list[Panel]:
         Panel("Dependencies", "Dependency up (min over pods)", "short", [
             ("{{dependency}}", f"min by (dependency) ({m.DEPENDENCY_UP}{sel()})")],
             kind="state-timeline", mappings=DEPENDENCY_STATES, steps=((1, "green"),), base="red", min=0, max=1),
-        Panel("Dependencies", "Circuit breaker state per upstream (worst pod)", "short", [
+        *([Panel("Dependencies", "Circuit breaker state per upstream (worst pod)", "short", [
             ("{{upstream}}", f"max by (upstream) ({m.CIRCUIT_BREAKER_STATE}{sel()})")],
-            kind="state-timeline", mappings=BREAKER_STATES, steps=((1, "yellow"), (2, "red")), min=0, max=2),
+            kind="state-timeline", mappings=BREAKER_STATES, steps=((1, "yellow"), (2, "red")), min=0, max=2)]
+          if _uses_breakers(spec) else []),
         Panel("Dependencies", "Cache hit ratio", "percentunit", [
             ("{{cache}}", f"sum by (cache) (rate({m.CACHE_REQUESTS_TOTAL}{sel(result='hit')}[{RATE}]))"
                           f" / sum by (cache) (rate({m.CACHE_REQUESTS_TOTAL}{sel()}[{RATE}]))")],

@@ -23,6 +23,9 @@ DEPENDENCY_UP = "flotilla_dependency_up"
 CACHE_REQUESTS_TOTAL = "flotilla_cache_requests_total"
 #: Gauge; labels: upstream; 0 closed, 1 half-open, 2 open.
 CIRCUIT_BREAKER_STATE = "flotilla_circuit_breaker_state"
+#: The services whose breakers ever get a series (the gateway's upstreams, data's
+#: recommendation sources): the others' dashboards leave the breaker panel out.
+BREAKERS_USED_BY: tuple[str, ...] = ("gateway", "data")
 #: Gauge; connections checked out of the SQLAlchemy pool.
 DB_POOL_IN_USE = "flotilla_db_pool_connections_in_use"
 #: Counter; labels: error_code. Every error response in the one error shape.

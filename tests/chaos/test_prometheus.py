@@ -28,13 +28,9 @@ NAMESPACE = "flotilla"
 RATE_INTERVAL = "10s"
 #: Every vector selector the generator writes carries label matchers: name{...}.
 SELECTOR = re.compile(r"([a-zA-Z_:][a-zA-Z0-9_:]*)\{")
-#: Panels every dashboard has, for features some services do not use: their metric is
-#: exported (checked) but never gets a series there, so the panel shows "No data".
-#: Reported to the operator's owner; everything else must have data.
-UNUSED_FEATURES = {
-    ("auth", "flotilla_circuit_breaker_state"), ("users", "flotilla_circuit_breaker_state"),  # no upstreams
-    ("tasks", "flotilla_circuit_breaker_state"),
-}
+#: (service, metric) pairs a panel may show without data. None: a service's dashboard
+#: leaves out the panels of features it does not use (breakers: metric_names.BREAKERS_USED_BY).
+UNUSED_FEATURES: set[tuple[str, str]] = set()
 
 
 def service_spec(service: catalog.ServiceInfo) -> specs.ServiceSpec:
