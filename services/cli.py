@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -203,6 +204,80 @@ def list_services() -> None:
         flag = "" if s.name in present else "  (not installed)"
         ports = f":{s.local_port} :{default_metrics_port(s.local_port)}"
         typer.echo(f"{s.name:<8} {ports}  {', '.join(s.routes) or '-':<40} {s.summary}{flag}")
+
+
+Namespace = Annotated[str, typer.Option(help="the ServiceSpec's namespace (dashboards' default, rules' filter)")]
+Availability = Annotated[float, typer.Option(help="availability SLO in percent (spec.dashboards.slo.availability)")]
+LatencyP95 = Annotated[int, typer.Option(help="latency SLO: P95 in milliseconds (spec.dashboards.slo.latencyP95Ms)")]
+AsObject = Annotated[bool, typer.Option("--kubernetes", help="the Kubernetes object the operator writes "
+                                                             "(ConfigMap, PrometheusRule) instead of the bare content")]
+
+
+def _monitoring(names: list[str], namespace: str, availability: float, latency_p95_ms: int) -> tuple[Any, list[Any]]:
+    """The operator's dashboards module and one ServiceSpec per name, or a one-line error.
+
+    The operator package comes with a source install (``pip install -e .``); a service
+    image may not have it, so it is imported only here.
+    """
+    try:
+        from flotilla_operator import dashboards, spec
+    except ImportError:
+        typer.secho("error: the operator package (flotilla_operator) is not installed; "
+                    "install Flotilla from source: pip install -e .", fg=typer.colors.RED, err=True)
+        raise typer.Exit(1) from None
+    specs = []
+    for name in names:
+        try:
+            specs.append(spec.parse({"metadata": {"name": name, "namespace": namespace}, "spec": {
+                "dashboards": {"slo": {"availability": availability, "latencyP95Ms": latency_p95_ms}}}}))
+        except spec.InvalidSpec as exc:
+            typer.secho(f"error: {name}: {exc}", fg=typer.colors.RED, err=True)
+            raise typer.Exit(1) from None
+    return dashboards, specs
+
+
+@app.command()
+def dashboards(
+    service: Annotated[str, typer.Argument(help="the ServiceSpec's name (gateway, tasks, ...)")],
+    namespace: Namespace = "flotilla",
+    availability: Availability = 99.9,
+    latency_p95_ms: LatencyP95 = 300,
+    kubernetes: AsObject = False,
+) -> None:
+    """Print the Grafana dashboard (JSON) the operator generates for a service
+    (`operator`: the operator's own)."""
+    if service == "operator":
+        module, _ = _monitoring([], namespace, availability, latency_p95_ms)
+        typer.echo(json.dumps(module.operator_dashboard(namespace), indent=2, sort_keys=True))
+        return
+    module, (one,) = _monitoring([service], namespace, availability, latency_p95_ms)
+    body = module.dashboard_configmap(one) if kubernetes else module.dashboard(one)
+    typer.echo(json.dumps(body, indent=2, sort_keys=True))
+
+
+@app.command()
+def rules(
+    services: Annotated[list[str] | None, typer.Argument(
+        help="ServiceSpec names (`operator`: the operator's own alerts); none: every Flotilla "
+             "service and the operator, in one file")] = None,
+    namespace: Namespace = "flotilla",
+    availability: Availability = 99.9,
+    latency_p95_ms: LatencyP95 = 300,
+    kubernetes: AsObject = False,
+) -> None:
+    """Print the Prometheus rules (YAML: SLO recording rules, burn-rate and event alerts) the
+    operator generates; a rules file for `rule_files`, or PrometheusRule objects."""
+    import yaml  # only here: the services themselves never need it at start-up
+
+    names = services or [*(s.name for s in catalog.SERVICES), "operator"]
+    module, specs = _monitoring([n for n in names if n != "operator"], namespace, availability, latency_p95_ms)
+    if kubernetes:
+        objects = [module.prometheus_rule(s) for s in specs]
+        typer.echo(yaml.safe_dump_all(objects, sort_keys=False, width=1 << 16), nl=False)
+    else:
+        groups = [g for s in specs for g in module.rule_groups(s)]
+        groups += module.operator_rule_groups() if "operator" in names else []
+        typer.echo(yaml.safe_dump({"groups": groups}, sort_keys=False, width=1 << 16), nl=False)
 
 
 def main() -> None:

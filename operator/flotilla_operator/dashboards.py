@@ -16,8 +16,10 @@ from typing import Any, Final
 
 from prometheus_client import utils as prometheus_utils
 
+from flotilla_operator import metrics as om
 from flotilla_operator import naming
 from flotilla_operator.spec import ServiceSpec
+from services.kit import catalog
 from services.kit import metric_names as m
 
 #: Label on Services (set by charts/service) that the ServiceMonitor selects and turns
@@ -26,6 +28,13 @@ SERVICE_LABEL: Final = "app.kubernetes.io/name"
 #: The Service port (charts/service) where /metrics is served: never the API port.
 METRICS_PORT_NAME: Final = "metrics"
 RATE: Final = "$__rate_interval"
+#: Dashboard template variables: the panels filter by them, so one dashboard serves any
+#: namespace, service and pod; their defaults are the ServiceSpec's own.
+VAR_NAMESPACE: Final = "$namespace"
+VAR_SERVICE: Final = "$service"
+VAR_POD: Final = "$pod"
+#: The regex "every pod" stands for (also matches series without a pod label).
+ALL_PODS: Final = ".*"
 
 #: Multi-window, multi-burn-rate alerts (Google SRE workbook, "Alerting on SLOs", table 5-8):
 #: (long window, short window, burn-rate factor, severity). Both windows must burn.
@@ -81,10 +90,18 @@ def go_float(value: float) -> str:
 class Selector:
     job: str
     namespace: str
+    #: Also filter by the dashboard's pod variable (panels; never rules).
+    pod: bool = False
+    #: ``job`` is a regex (a multi-value variable).
+    job_regex: bool = False
 
     def __call__(self, **extra: str) -> str:
         labels = {"job": self.job, "namespace": self.namespace, **extra}
-        return "{" + ", ".join(f'{key}="{value}"' for key, value in labels.items()) + "}"
+        matchers = [f'{key}{"=~" if key == "job" and self.job_regex else "="}"{value}"'
+                    for key, value in labels.items()]
+        if self.pod:
+            matchers.append(f'pod=~"{VAR_POD}"')
+        return "{" + ", ".join(matchers) + "}"
 
 
 def latency_bucket(latency_ms: int) -> float:
@@ -97,6 +114,13 @@ def latency_bucket(latency_ms: int) -> float:
     return m.LATENCY_BUCKETS[-1]
 
 
+#: Divides a rate by max(rate, this): 0/0 (no traffic in the window) is 0, not NaN. A real
+#: rate is at least one request per window (over 30 days, ~4e-7/s), far above it. A NaN
+#: recorded for an idle 5 minutes would make the 30-day average (avg_over_time) NaN for
+#: 30 days; an idle window burns no error budget, so 0 is the right value for the SLIs.
+IDLE_FLOOR: Final = 1e-12
+
+
 def _errors_ratio(sel: Selector, window: str, by: str = "") -> str:
     group = f" by ({by})" if by else ""
     requests = f"sum{group} (rate({m.HTTP_REQUESTS_TOTAL}{sel()}[{window}]))"
@@ -104,15 +128,16 @@ def _errors_ratio(sel: Selector, window: str, by: str = "") -> str:
     # service's error ratio 0 instead of absent (an empty SLO, an empty burn-rate panel).
     return (
         f"(sum{group} (rate({m.HTTP_REQUESTS_TOTAL}{sel(status='5xx')}[{window}])) or {requests} * 0)"
-        f" / {requests}"
+        f" / clamp_min({requests}, {IDLE_FLOOR:g})"
     )
 
 
 def _slow_ratio(sel: Selector, window: str, *, le: float, by: str = "") -> str:
     group = f" by ({by})" if by else ""
+    count = f"sum{group} (rate({m.HTTP_REQUEST_DURATION_SECONDS}_count{sel()}[{window}]))"
     return (
-        f"1 - sum{group} (rate({m.HTTP_REQUEST_DURATION_SECONDS}_bucket{sel(le=go_float(le))}[{window}]))"
-        f" / sum{group} (rate({m.HTTP_REQUEST_DURATION_SECONDS}_count{sel()}[{window}]))"
+        f"({count} - sum{group} (rate({m.HTTP_REQUEST_DURATION_SECONDS}_bucket{sel(le=go_float(le))}[{window}])))"
+        f" / clamp_min({count}, {IDLE_FLOOR:g})"
     )
 
 
@@ -123,87 +148,209 @@ def _quantile(sel: Selector, q: float) -> str:
     )
 
 
-def panels(spec: ServiceSpec) -> list[dict[str, Any]]:
-    """The dashboard's panels: (title, unit, [(legend, expr)]) rows laid out two per line."""
-    sel = Selector(job=spec.name, namespace=spec.namespace)
+#: Grafana value mappings shared by panels.
+NO_TRAFFIC: Final[list[dict[str, Any]]] = [
+    {"type": "special", "options": {"match": "nan", "result": {"text": "no traffic", "index": 0}}},
+    {"type": "special", "options": {"match": "null", "result": {"text": "no traffic", "index": 1}}},
+]
+BREAKER_STATES: Final[list[dict[str, Any]]] = [{"type": "value", "options": {
+    "0": {"text": "closed", "color": "green", "index": 0},
+    "1": {"text": "half-open", "color": "yellow", "index": 1},
+    "2": {"text": "open", "color": "red", "index": 2},
+}}]
+DEPENDENCY_STATES: Final[list[dict[str, Any]]] = [{"type": "value", "options": {
+    "0": {"text": "down", "color": "red", "index": 0},
+    "1": {"text": "up", "color": "green", "index": 1},
+}}]
+#: Dashboard rows, in order.
+ROWS: Final = ("Traffic", "Errors", "Latency", "Saturation", "Dependencies", "Process", "Events")
+
+
+@dataclass(frozen=True)
+class Panel:
+    row: str
+    title: str
+    unit: str
+    targets: list[tuple[str, str]]  # (legend, expr)
+    kind: str = "timeseries"
+    #: (value, color) steps above the base (green); empty: no thresholds shown.
+    steps: tuple[tuple[float, str], ...] = ()
+    mappings: list[dict[str, Any]] = field(default_factory=list)
+    #: The color below the first step.
+    base: str = "green"
+    min: float | None = None
+    max: float | None = None
+
+
+def _thresholds(steps: tuple[tuple[float, str], ...], base: str = "green") -> dict[str, Any]:
+    return {"mode": "absolute",
+            "steps": [{"color": base, "value": None}, *({"color": c, "value": v} for v, c in steps)]}
+
+
+def _uses_breakers(spec: ServiceSpec) -> bool:
+    """Flotilla services without breakers get no (forever empty) breaker panel; a service
+    outside the catalog may use the kit's breakers, so it keeps it."""
+    return spec.name in m.BREAKERS_USED_BY or spec.name not in {s.name for s in catalog.SERVICES}
+
+
+def panel_specs(spec: ServiceSpec) -> list[Panel]:
+    """What the dashboard shows, row by row; every threshold comes from the SLO targets."""
+    sel = Selector(job=VAR_SERVICE, namespace=VAR_NAMESPACE, pod=True)
+    slo_sel = Selector(job=VAR_SERVICE, namespace=VAR_NAMESPACE)  # recorded series: no pod
     le = latency_bucket(spec.dashboards.latency_p95_ms)
-    specs: list[tuple[str, str, str, list[tuple[str, str]]]] = [
-        ("Rate", "Requests per second by handler", "reqps", [
-            ("{{handler}}", f"sum by (handler) (rate({m.HTTP_REQUESTS_TOTAL}{sel()}[{RATE}]))"),
-        ]),
-        ("Errors", "5xx ratio and error codes", "percentunit", [
+    budget = _budget(spec.dashboards.availability / 100)
+    p95_seconds = spec.dashboards.latency_p95_ms / 1000
+    # 1x spends the budget exactly in 30 days; the ticket's and the page's factors above it.
+    burn_steps = tuple(sorted({(1.0, "yellow"), *((f, "red" if s == "critical" else "orange")
+                                                  for _, _, f, s in BURN_RATE_WINDOWS if f > 1)}))
+    requests_rate = f"rate({m.HTTP_REQUESTS_TOTAL}{sel()}[{RATE}])"
+    return [
+        Panel("Traffic", "Requests per second by handler", "reqps", [
+            ("{{handler}}", f"sum by (handler) ({requests_rate})")]),
+        Panel("Traffic", "Requests per second by status", "reqps", [
+            ("{{status}}", f"sum by (status) ({requests_rate})")]),
+        Panel("Errors", f"5xx ratio (SLO budget {budget:g}) and error codes", "percentunit", [
             ("5xx ratio", _errors_ratio(sel, RATE)),
             ("{{error_code}}", f"sum by (error_code) (rate({m.ERRORS_TOTAL}{sel()}[{RATE}]))"
-                               f" / scalar(sum(rate({m.HTTP_REQUESTS_TOTAL}{sel()}[{RATE}])))"),
-        ]),
-        ("Duration", "Latency percentiles", "s", [
-            (f"P{round(q * 100)}", _quantile(sel, q)) for q in (0.5, 0.95, 0.99)
-        ]),
-        ("Duration", f"Requests slower than {go_float(le)}s (latency SLI)", "percentunit", [
-            ("slow ratio", _slow_ratio(sel, RATE, le=le)),
-        ]),
-        ("Saturation", "Requests in progress", "short", [
-            ("{{pod}}", f"sum by (pod) ({m.HTTP_REQUESTS_INPROGRESS}{sel()})"),
-        ]),
-        ("Saturation", "Database pool connections in use", "short", [
-            ("{{pod}}", f"sum by (pod) ({m.DB_POOL_IN_USE}{sel()})"),
-        ]),
-        ("Dependencies", "Dependency up (min over pods)", "short", [
-            ("{{dependency}}", f"min by (dependency) ({m.DEPENDENCY_UP}{sel()})"),
-        ]),
-        ("Dependencies", "Circuit breaker state (0 closed, 1 half-open, 2 open)", "short", [
-            ("{{upstream}}", f"max by (upstream) ({m.CIRCUIT_BREAKER_STATE}{sel()})"),
-        ]),
-        ("Cache", "Cache hit ratio", "percentunit", [
+                               f" / scalar(sum({requests_rate}))"),
+        ], steps=((budget, "red"),), mappings=NO_TRAFFIC, min=0),
+        Panel("Errors", "SLO: error budget burn rate (1h), availability", "short", [
+            ("burn rate", f"{ERROR_RATIO_RULE.format(window='1h')}{slo_sel()} / {budget:g}")],
+            steps=burn_steps, mappings=NO_TRAFFIC, min=0),
+        Panel("Errors", f"SLO: error budget left (30d, {spec.dashboards.availability:g}% availability)",
+              "percentunit", [("budget left", f"flotilla:slo_error_budget_remaining:ratio{slo_sel()}")],
+              kind="stat", steps=((0.0, "orange"), (0.25, "green")), base="red", mappings=NO_TRAFFIC),
+        Panel("Latency", f"Latency percentiles (SLO: P95 under {spec.dashboards.latency_p95_ms}ms)", "s", [
+            (f"P{round(q * 100)}", _quantile(sel, q)) for q in (0.5, 0.95, 0.99)],
+            steps=((p95_seconds, "red"),), mappings=NO_TRAFFIC, min=0),
+        Panel("Latency", f"Requests slower than {go_float(le)}s (latency SLI, budget 5%)", "percentunit", [
+            ("slow ratio", _slow_ratio(sel, RATE, le=le))],
+            steps=((0.05, "red"),), mappings=NO_TRAFFIC, min=0),
+        Panel("Saturation", "Requests in progress", "short", [
+            ("{{pod}}", f"sum by (pod) ({m.HTTP_REQUESTS_INPROGRESS}{sel()})")], min=0),
+        Panel("Saturation", "Database pool connections in use", "short", [
+            ("{{pod}}", f"sum by (pod) ({m.DB_POOL_IN_USE}{sel()})")], min=0),
+        Panel("Dependencies", "Dependency up (min over pods)", "short", [
+            ("{{dependency}}", f"min by (dependency) ({m.DEPENDENCY_UP}{sel()})")],
+            kind="state-timeline", mappings=DEPENDENCY_STATES, steps=((1, "green"),), base="red", min=0, max=1),
+        *([Panel("Dependencies", "Circuit breaker state per upstream (worst pod)", "short", [
+            ("{{upstream}}", f"max by (upstream) ({m.CIRCUIT_BREAKER_STATE}{sel()})")],
+            kind="state-timeline", mappings=BREAKER_STATES, steps=((1, "yellow"), (2, "red")), min=0, max=2)]
+          if _uses_breakers(spec) else []),
+        Panel("Dependencies", "Cache hit ratio", "percentunit", [
             ("{{cache}}", f"sum by (cache) (rate({m.CACHE_REQUESTS_TOTAL}{sel(result='hit')}[{RATE}]))"
-                          f" / sum by (cache) (rate({m.CACHE_REQUESTS_TOTAL}{sel()}[{RATE}]))"),
-        ]),
-        ("SLO", "Error budget burn rate (1h), availability", "short", [
-            ("burn rate", f"{ERROR_RATIO_RULE.format(window='1h')}{sel()}"
-                          f" / {_budget(spec.dashboards.availability / 100):g}"),
-        ]),
-        ("Build", "Running versions", "short", [
-            ("{{version}}", f"count by (version) ({m.SERVICE_INFO}{sel()})"),
-        ]),
+                          f" / sum by (cache) (rate({m.CACHE_REQUESTS_TOTAL}{sel()}[{RATE}]))")],
+            mappings=NO_TRAFFIC, min=0, max=1),
+        Panel("Process", "CPU per pod (1 = one core)", "percentunit", [
+            ("{{pod}}", f"sum by (pod) (rate({m.PROCESS_CPU_SECONDS_TOTAL}{sel()}[{RATE}]))")], min=0),
+        Panel("Process", "Resident memory per pod", "bytes", [
+            ("{{pod}}", f"sum by (pod) ({m.PROCESS_RESIDENT_MEMORY_BYTES}{sel()})")], min=0),
+        Panel("Process", "Open file descriptors (share of the limit)", "percentunit", [
+            ("{{pod}}", f"max by (pod) ({m.PROCESS_OPEN_FDS}{sel()} / {m.PROCESS_MAX_FDS}{sel()})")],
+            steps=((0.8, "red"),), min=0),
+        Panel("Process", "Garbage collections per second by generation", "ops", [
+            ("gen {{generation}}", f"sum by (generation) (rate({m.PYTHON_GC_COLLECTIONS_TOTAL}{sel()}[{RATE}]))")],
+            min=0),
+        Panel("Process", "Running versions", "short", [
+            ("{{version}}", f"count by (version) ({m.SERVICE_INFO}{sel()})")], min=0),
         *_event_panels(spec, sel),
     ]
-    result = []
-    for index, (row, title, unit, targets) in enumerate(specs):
-        result.append({
-            "id": index + 1,
-            "type": "timeseries",
-            "title": f"{row}: {title}",
-            "datasource": {"type": "prometheus", "uid": "${datasource}"},
-            "gridPos": {"h": 8, "w": 12, "x": 12 * (index % 2), "y": 8 * (index // 2)},
-            "fieldConfig": {"defaults": {"unit": unit}, "overrides": []},
-            "options": {"legend": {"displayMode": "list", "placement": "bottom"}},
-            "targets": [
-                {"refId": chr(ord("A") + n), "expr": expr, "legendFormat": legend}
-                for n, (legend, expr) in enumerate(targets)
-            ],
-        })
-    return result
 
 
-def _event_panels(spec: ServiceSpec, sel: Selector) -> list[tuple[str, str, str, list[tuple[str, str]]]]:
+def _event_panels(spec: ServiceSpec, sel: Selector) -> list[Panel]:
     """End-to-end delivery of task events, on the dashboard of the service exporting each metric."""
     owned = m.EVENTS_EXPORTED_BY.get(spec.name, ())
-    result: list[tuple[str, str, str, list[tuple[str, str]]]] = []
+    result: list[Panel] = []
     if m.EVENTS_OLDEST_UNCONFIRMED_AGE_SECONDS in owned:
-        result.append(("Events", "Unconfirmed events and the age of the oldest", "short", [
+        result.append(Panel("Events", "Unconfirmed events and the age of the oldest", "short", [
             ("unconfirmed", f"max({m.EVENTS_UNCONFIRMED}{sel()})"),
             ("oldest (s)", f"max({m.EVENTS_OLDEST_UNCONFIRMED_AGE_SECONDS}{sel()})"),
-        ]))
+        ], steps=((EVENTS_UNCONFIRMED_ALERT_SECONDS, "red"),), min=0))
     if m.EVENTS_REPLAYED_TOTAL in owned:
-        result.append(("Events", "Events published again, by reason", "short", [
+        result.append(Panel("Events", "Events published again, by reason", "short", [
             ("{{reason}}", f"sum by (reason) (rate({m.EVENTS_REPLAYED_TOTAL}{sel()}[{RATE}]))"),
-        ]))
+        ], min=0))
     if m.EVENTS_CONSUMER_LAG in owned:
-        result.append(("Events", "Consumer lag (events beyond the confirmed sequence) and gaps", "short", [
+        result.append(Panel("Events", "Consumer lag (events beyond the confirmed sequence) and gaps", "short", [
             ("lag", f"max({m.EVENTS_CONSUMER_LAG}{sel()})"),
             ("gaps", f"sum(rate({m.EVENTS_GAPS_DETECTED_TOTAL}{sel()}[{RATE}]))"),
-        ]))
+        ], steps=((EVENTS_LAG_ALERT, "red"),), min=0))
     return result
+
+
+def _panel_json(panel: Panel, panel_id: int, x: int, y: int) -> dict[str, Any]:
+    defaults: dict[str, Any] = {"unit": panel.unit, "mappings": panel.mappings,
+                                "thresholds": _thresholds(panel.steps, panel.base)}
+    if panel.min is not None:
+        defaults["min"] = panel.min
+    if panel.max is not None:
+        defaults["max"] = panel.max
+    options: dict[str, Any] = {"legend": {"displayMode": "list", "placement": "bottom"}}
+    if panel.kind == "timeseries":
+        defaults["custom"] = {"thresholdsStyle": {"mode": "dashed" if panel.steps else "off"}}
+    elif panel.kind == "stat":
+        options = {"reduceOptions": {"calcs": ["lastNotNull"], "fields": "", "values": False},
+                   "colorMode": "value", "graphMode": "none"}
+    return {
+        "id": panel_id,
+        "type": panel.kind,
+        "title": panel.title,
+        "datasource": {"type": "prometheus", "uid": "${datasource}"},
+        "gridPos": {"h": 8, "w": 12, "x": x, "y": y},
+        "fieldConfig": {"defaults": defaults, "overrides": []},
+        "options": options,
+        "targets": [{"refId": chr(ord("A") + n), "expr": expr, "legendFormat": legend}
+                    for n, (legend, expr) in enumerate(panel.targets)],
+    }
+
+
+def panels(spec: ServiceSpec) -> list[dict[str, Any]]:
+    """The dashboard's panels: a row panel per ROWS entry in use, then its panels two per line."""
+    result: list[dict[str, Any]] = []
+    y = 0
+    specs = panel_specs(spec)
+    for row in ROWS:
+        in_row = [p for p in specs if p.row == row]
+        if not in_row:
+            continue
+        result.append({"id": len(result) + 1, "type": "row", "title": row, "collapsed": False,
+                       "gridPos": {"h": 1, "w": 24, "x": 0, "y": y}, "panels": []})
+        y += 1
+        for index, panel in enumerate(in_row):
+            result.append(_panel_json(panel, len(result) + 1, 12 * (index % 2), y + 8 * (index // 2)))
+        y += 8 * ((len(in_row) + 1) // 2)
+    return result
+
+
+def _variable(name: str, label: str, query: str, current: str, *, include_all: bool = False) -> dict[str, Any]:
+    variable: dict[str, Any] = {
+        "name": name, "label": label, "type": "query",
+        "datasource": {"type": "prometheus", "uid": "${datasource}"},
+        "definition": query, "query": {"query": query, "refId": f"{name}-variable"},
+        "refresh": 2, "sort": 1, "multi": include_all, "includeAll": include_all,
+        "current": {"selected": True, "text": current, "value": "$__all" if current == "All" else current},
+    }
+    if include_all:
+        variable["allValue"] = ALL_PODS
+    return variable
+
+
+def variables(spec: ServiceSpec) -> list[dict[str, Any]]:
+    info = m.SERVICE_INFO
+    return [
+        {"name": "datasource", "label": "Data source", "type": "datasource", "query": "prometheus"},
+        _variable("namespace", "Namespace", f"label_values({info}, namespace)", spec.namespace),
+        _variable("service", "Service", f'label_values({info}{{namespace="{VAR_NAMESPACE}"}}, job)', spec.name),
+        _variable("pod", "Pod", f'label_values({info}{{namespace="{VAR_NAMESPACE}", job="{VAR_SERVICE}"}}, pod)',
+                  "All", include_all=True),
+    ]
+
+
+def resolve(expr: str, spec: ServiceSpec) -> str:
+    """A panel query as Grafana sends it with the variables at their defaults (this
+    ServiceSpec, every pod); ``$__rate_interval`` is left for the caller."""
+    return (expr.replace(VAR_NAMESPACE, spec.namespace).replace(VAR_SERVICE, spec.name)
+            .replace(VAR_POD, ALL_PODS))
 
 
 def _event_alerts(spec: ServiceSpec, sel: Selector) -> list[dict[str, Any]]:
@@ -263,12 +410,10 @@ def dashboard(spec: ServiceSpec) -> dict[str, Any]:
         "timezone": "utc",
         "schemaVersion": 39,
         "version": 1,
-        "editable": False,
+        "editable": True,
         "refresh": "30s",
         "time": {"from": "now-6h", "to": "now"},
-        "templating": {"list": [{
-            "name": "datasource", "label": "Data source", "type": "datasource", "query": "prometheus",
-        }]},
+        "templating": {"list": variables(spec)},
         "panels": panels(spec),
     }
 
@@ -319,7 +464,12 @@ def _budget(objective: float) -> float:
 
 
 def rule_groups(spec: ServiceSpec) -> list[dict[str, Any]]:
-    """SLO recording rules and burn-rate alerts, as the ``groups`` of a rules file."""
+    """SLO recording rules and burn-rate alerts, as the ``groups`` of a rules file.
+
+    The rules of every service load together into one Prometheus: group names carry the
+    namespace and service, and every rule its ``service`` label, so no two rules share a
+    name and labels (``promtool check rules`` on the combined file finds no duplicate).
+    """
     sel = Selector(job=spec.name, namespace=spec.namespace)
     le = latency_bucket(spec.dashboards.latency_p95_ms)
     by = "job, namespace"
@@ -340,7 +490,8 @@ def rule_groups(spec: ServiceSpec) -> list[dict[str, Any]]:
             # samples every evaluation.
             expr = (f"avg_over_time({rule.format(window='5m')}{sel()}[30d])" if window == "30d"
                     else ratio(window))
-            recording.append({"record": rule.format(window=window), "expr": expr, "labels": {"slo": slo}})
+            recording.append({"record": rule.format(window=window), "expr": expr,
+                              "labels": {"slo": slo, "service": spec.name}})
         for severity in ("critical", "warning"):
             pairs = [(lw, sw, f) for lw, sw, f, s in BURN_RATE_WINDOWS if s == severity]
             condition = "\nor\n".join(
@@ -363,7 +514,7 @@ def rule_groups(spec: ServiceSpec) -> list[dict[str, Any]]:
     budget_left = {
         "record": "flotilla:slo_error_budget_remaining:ratio",
         "expr": f"1 - {ERROR_RATIO_RULE.format(window='30d')}{sel()} / {slos[0][2]:g}",
-        "labels": {"slo": "availability"},
+        "labels": {"slo": "availability", "service": spec.name},
     }
     group = f"flotilla-{spec.namespace}-{spec.name}-slo"
     return [
@@ -395,7 +546,105 @@ def common_labels(spec: ServiceSpec) -> dict[str, str]:
 
 
 def all_expressions(spec: ServiceSpec) -> list[str]:
-    """Every PromQL expression this module generates for ``spec`` (for tests and docs)."""
-    exprs = [t["expr"] for p in panels(spec) for t in p["targets"]]
+    """Every PromQL expression this module generates for ``spec`` (for tests and docs), the
+    panels' with their template variables at the defaults (``resolve``)."""
+    exprs = [resolve(t["expr"], spec) for p in panels(spec) for t in p.get("targets", ())]
     exprs += [r["expr"] for g in rule_groups(spec) for r in g["rules"]]
     return exprs
+
+
+# --- The operator's own dashboard and alerts -------------------------------------------
+
+#: ``flotilla dashboards operator`` / ``flotilla rules operator`` print these.
+OPERATOR: Final = "operator"
+#: Reconcile failures that alert: any in the last 15 minutes, for 15 minutes (a transient
+#: error is retried and clears it).
+OPERATOR_FAILURES_WINDOW: Final = "15m"
+#: Provisioning latency (P95 of one part's reconcile, seconds) that alerts.
+OPERATOR_SLOW_RECONCILE_SECONDS: Final = 10.0
+
+
+def _operator_panels() -> list[Panel]:
+    # The operator's metric names are its own (flotilla_operator.metrics): no job filter
+    # is needed, and the chart's Service name (the job) depends on the release.
+    sel = Selector(job="$job", namespace=VAR_NAMESPACE, pod=True, job_regex=True)
+    part_rate = f"rate({om.RECONCILES_TOTAL}{sel()}[{RATE}])"
+    return [
+        Panel("Reconciles", "Reconciles per second by part and trigger", "ops", [
+            ("{{part}} ({{trigger}})", f"sum by (part, trigger) ({part_rate})")], min=0),
+        Panel("Reconciles", "Reconcile failures per second by part and reason", "ops", [
+            ("{{part}}: {{reason}}", f"sum by (part, reason) (rate({om.FAILURES_TOTAL}{sel()}[{RATE}]))")],
+            steps=((0.0001, "red"),), min=0),
+        Panel("Reconciles", "Provisioning latency (P95 of one part's reconcile)", "s", [
+            ("{{part}}", f"histogram_quantile(0.95, sum by (part, le) "
+                         f"(rate({om.RECONCILE_DURATION_SECONDS}_bucket{sel()}[{RATE}])))")],
+            steps=((OPERATOR_SLOW_RECONCILE_SECONDS, "red"),), mappings=NO_TRAFFIC, min=0),
+        Panel("Process", "CPU per pod (1 = one core)", "percentunit", [
+            ("{{pod}}", f"sum by (pod) (rate({m.PROCESS_CPU_SECONDS_TOTAL}{sel()}[{RATE}]))")], min=0),
+        Panel("Process", "Resident memory per pod", "bytes", [
+            ("{{pod}}", f"sum by (pod) ({m.PROCESS_RESIDENT_MEMORY_BYTES}{sel()})")], min=0),
+    ]
+
+
+def operator_dashboard(namespace: str = "flotilla-system") -> dict[str, Any]:
+    """The operator's own dashboard: reconciles, failures, provisioning latency, process."""
+    result: list[dict[str, Any]] = []
+    y = 0
+    specs = _operator_panels()
+    for row in ("Reconciles", "Process"):
+        in_row = [p for p in specs if p.row == row]
+        result.append({"id": len(result) + 1, "type": "row", "title": row, "collapsed": False,
+                       "gridPos": {"h": 1, "w": 24, "x": 0, "y": y}, "panels": []})
+        y += 1
+        for index, panel in enumerate(in_row):
+            result.append(_panel_json(panel, len(result) + 1, 12 * (index % 2), y + 8 * (index // 2)))
+        y += 8 * ((len(in_row) + 1) // 2)
+    metric = om.RECONCILES_TOTAL
+    return {
+        "uid": "flotilla-operator", "title": "Flotilla / operator", "tags": ["flotilla", "operator"],
+        "timezone": "utc", "schemaVersion": 39, "version": 1, "editable": True, "refresh": "30s",
+        "time": {"from": "now-6h", "to": "now"},
+        "templating": {"list": [
+            {"name": "datasource", "label": "Data source", "type": "datasource", "query": "prometheus"},
+            _variable("namespace", "Namespace", f"label_values({metric}, namespace)", namespace),
+            _variable("job", "Job", f'label_values({metric}{{namespace="{VAR_NAMESPACE}"}}, job)', "All",
+                      include_all=True),
+            _variable("pod", "Pod", f'label_values({metric}{{namespace="{VAR_NAMESPACE}"}}, pod)', "All",
+                      include_all=True),
+        ]},
+        "panels": result,
+    }
+
+
+def operator_rule_groups() -> list[dict[str, Any]]:
+    """Alerts on the operator itself: reconciles that keep failing, slow provisioning."""
+    by = "namespace, job, part"
+    window = OPERATOR_FAILURES_WINDOW
+    return [{"name": "flotilla-operator", "rules": [
+        {
+            "alert": "FlotillaOperatorReconcileFailing",
+            "expr": f"sum by ({by}, reason) (increase({om.FAILURES_TOTAL}[{window}])) > 0",
+            "for": window,
+            "labels": {"severity": "warning", "service": OPERATOR},
+            "annotations": {
+                "summary": "The Flotilla operator keeps failing to reconcile {{ $labels.part }} "
+                           "({{ $labels.reason }})",
+                "description": "Reconciles of this part failed throughout the last "
+                               f"{window}: check the operator's log and the ServiceSpecs' status "
+                               "conditions (kubectl get servicespecs -A).",
+            },
+        },
+        {
+            "alert": "FlotillaOperatorProvisioningSlow",
+            "expr": f"histogram_quantile(0.95, sum by ({by}, le) "
+                    f"(rate({om.RECONCILE_DURATION_SECONDS}_bucket[{window}]))) > {OPERATOR_SLOW_RECONCILE_SECONDS:g}",
+            "for": window,
+            "labels": {"severity": "warning", "service": OPERATOR},
+            "annotations": {
+                "summary": "Flotilla operator: reconciling {{ $labels.part }} takes over "
+                           f"{OPERATOR_SLOW_RECONCILE_SECONDS:g}s (P95)",
+                "description": "The database or Redis admin connection is slow, or the API server "
+                               "throttles the operator.",
+            },
+        },
+    ]}]

@@ -24,7 +24,7 @@ from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 
 from services.data.progress import EventProgress
-from services.data.projection import ApplyResult, apply_events, confirmed_sequence
+from services.data.projection import ApplyResult, apply_events, confirmed_sequence, log_committed
 from services.data.settings import DataSettings
 from services.kit.db import Database
 from services.kit.events import (
@@ -149,6 +149,7 @@ class StreamConsumer:
             async with self.db.session() as session, session.begin():
                 result = await apply_events(session, events)
             self.progress.committed(result)
+            log_committed(events, "stream")
         await self.redis.xack(self.stream, self.group, *[entry_id for entry_id, _ in entries])
         self.on_batch(result, invalid)
 

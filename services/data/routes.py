@@ -10,7 +10,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Header, Path
 
 from services.data import queries
-from services.data.projection import apply_events, parse_events
+from services.data.projection import apply_events, log_committed, parse_events
 from services.data.runtime import DataRuntime
 from services.data.schemas import IngestResult, RecommendationsPublic, StatsPublic
 from services.kit.deps import CurrentUserId, KitDep, SessionDep
@@ -69,6 +69,7 @@ async def ingest_events(batch: TaskEventBatch, session: SessionDep, runtime: Run
     async with session.begin():
         result = await apply_events(session, events)
     runtime.progress.committed(result)
+    log_committed(events, "http")
     runtime.record(result, invalid)
     return IngestResult(applied=result.applied, duplicates=result.duplicates, invalid=invalid,
                         confirmed_seq=result.confirmed_seq)

@@ -3,7 +3,7 @@
 Hop-by-hop headers describe one connection, so they never travel further, and neither
 does any header the ``Connection`` header names. Everything else is end-to-end and
 passes, except what the gateway itself is the authority for (framing, forwarding
-headers, the request id).
+headers, the request id, the W3C ``traceparent``).
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ HOP_BY_HOP = frozenset({
 #: Request headers the gateway sets itself. ``host`` comes from the upstream URL; the
 #: framing (``content-length``) is recomputed from the body that is actually sent.
 _SET_ON_REQUEST = frozenset({
-    b"host", b"content-length", b"x-request-id", b"x-forwarded-for", b"x-forwarded-proto",
+    b"host", b"content-length", b"x-request-id", b"traceparent", b"x-forwarded-for", b"x-forwarded-proto",
     b"x-forwarded-host", b"forwarded", b"x-real-ip",
     CLIENT_HEADER.encode(), TOKEN_HEADER.encode(),  # what a client sends of these never passes
 })
@@ -48,7 +48,8 @@ def _end_to_end(headers: Sequence[tuple[bytes, bytes]], also_drop: frozenset[byt
 
 
 def upstream_request_headers(
-    headers: Sequence[tuple[bytes, bytes]], *, request_id: str, client_ip: str, scheme: str, forwarding_token: str
+    headers: Sequence[tuple[bytes, bytes]], *, request_id: str, client_ip: str, scheme: str, forwarding_token: str,
+    traceparent: str | None = None,
 ) -> list[tuple[str, str]]:
     """As ``str`` pairs (latin-1, as on the wire), the form the upstream client takes."""
     incoming = {key.lower(): value for key, value in headers}
@@ -63,6 +64,8 @@ def upstream_request_headers(
     if b"host" in incoming:
         out.append(("x-forwarded-host", incoming[b"host"].decode("latin-1")))
     out.append(("x-request-id", request_id))
+    if traceparent is not None:  # the caller's trace (or a new one), the gateway as the parent
+        out.append(("traceparent", traceparent))
     # The upstream client would otherwise offer gzip on the client's behalf; the body is
     # relayed byte for byte, so only what the client itself accepts may be asked for.
     if b"accept-encoding" not in incoming:

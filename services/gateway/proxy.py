@@ -199,6 +199,7 @@ async def proxy(scope: Scope, receive: Receive, gateway: Gateway, kit: Kit, upst
         method=method,
         url=upstream.url_for(scope.get("raw_path") or scope["path"].encode(), scope.get("query_string", b"")),
         headers=upstream_request_headers(headers, request_id=scope["state"]["request_id"],
+                                         traceparent=scope["state"]["trace"].traceparent,
                                          client_ip=client_ip, scheme=scope["scheme"],
                                          forwarding_token=settings.forwarding_token.get_secret_value()),
         body=body or None,

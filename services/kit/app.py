@@ -18,8 +18,9 @@ from services.kit.breaker import Breakers
 from services.kit.cache import Cache, CacheBackend, MemoryBackend, NoBackend, RedisBackend, redis_client
 from services.kit.docs import install_docs
 from services.kit.errors import install_error_handlers
-from services.kit.health import Health
+from services.kit.health import DEPENDENCY_REFRESH_SECONDS, Health
 from services.kit.logging import configure_logging
+from services.kit.loops import ServiceLoop
 from services.kit.metrics import ServiceMetrics
 from services.kit.middleware import RequestContextMiddleware
 from services.kit.openapi import install_error_documentation
@@ -106,6 +107,10 @@ def create_service_app(
             app.state.kit = kit
             for worker in workers:
                 await stack.enter_async_context(worker(kit))
+            # After the workers: they add checks (upstreams, events); stopped before them.
+            checks = ServiceLoop("dependency-checks", health.refresh, idle_seconds=DEPENDENCY_REFRESH_SECONDS,
+                                 backoff_max_seconds=DEPENDENCY_REFRESH_SECONDS)
+            await stack.enter_async_context(checks.running(grace_seconds=3.0))
             log.info("service_started", database=kit.db.engine.dialect.name if kit.db else None,
                      cache=type(kit.cache.backend).__name__.removesuffix("Backend").lower())
             yield

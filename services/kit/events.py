@@ -41,12 +41,15 @@ its value again every second.
 
 from __future__ import annotations
 
+import re
 import uuid
 from collections.abc import Mapping
 from typing import Any, Literal
 
 import orjson
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
+
+from services.kit.tracing import is_valid_traceparent
 
 #: Every event stream's key starts with this; the operator's Redis ACLs grant it.
 EVENT_STREAM_PREFIX = "flotilla:events:"
@@ -80,6 +83,9 @@ INTERNAL_TOKEN_HEADER = "X-Flotilla-Internal-Token"  # noqa: S105 - a header nam
 #: code would be public, and anyone reaching data's port could forge task events with
 #: it. `flotilla up` generates one per run; without one, data refuses the ingest.
 
+#: What services.kit.middleware accepts as a request id.
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+
 TaskEventType = Literal["task.created", "task.updated", "task.deleted"]
 # Copies of the tasks service's enums (kit must not import a service); a test pins them.
 TaskPriority = Literal["low", "medium", "high"]
@@ -104,6 +110,26 @@ class TaskEvent(BaseModel):
     occurred_at: AwareDatetime
     #: The producer's sequence number (absent on events published before numbering).
     seq: int | None = Field(default=None, ge=1)
+    #: The request that caused the change: its request id and W3C ``traceparent`` (the
+    #: producer's span as the parent), so the consumer's logs carry the same ids as the
+    #: gateway's and the producer's. Absent on events written outside a request (and on
+    #: those written before this field); a malformed value is dropped, never the event.
+    request_id: str | None = None
+    traceparent: str | None = None
+
+    @field_validator("request_id", mode="before")
+    @classmethod
+    def _request_id_or_none(cls, value: Any) -> str | None:
+        return value if isinstance(value, str) and _REQUEST_ID.match(value) else None
+
+    @field_validator("traceparent", mode="before")
+    @classmethod
+    def _traceparent_or_none(cls, value: Any) -> str | None:
+        return value if isinstance(value, str) and is_valid_traceparent(value) else None
+
+    @property
+    def trace_id(self) -> str | None:
+        return self.traceparent.split("-")[1] if self.traceparent else None
 
 
 class TaskEventBatch(BaseModel):

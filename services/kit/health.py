@@ -44,6 +44,10 @@ class HealthCheck:
 
 #: How long a readiness result is reused.
 READY_CACHE_SECONDS = 1.0
+#: Every check runs in the background this often, so ``flotilla_dependency_up`` has a
+#: sample for every dependency whether or not anyone calls /health (probes call only
+#: /health/ready, which runs the critical checks: the gateway has none).
+DEPENDENCY_REFRESH_SECONDS = 15.0
 
 
 class Health:
@@ -81,6 +85,11 @@ class Health:
         selected = [c for c in self.checks if c.critical or not critical_only]
         results = await asyncio.gather(*(self._run_one(c) for c in selected))
         return {c.name: r for c, r in zip(selected, results, strict=True)}
+
+    async def refresh(self) -> bool:
+        """Run every check (a ServiceLoop step): their gauges stay current."""
+        await self.run()
+        return False
 
     async def readiness(self) -> dict[str, dict[str, Any]]:
         """The critical checks' results, at most ``READY_CACHE_SECONDS`` old."""

@@ -23,6 +23,9 @@ DEPENDENCY_UP = "flotilla_dependency_up"
 CACHE_REQUESTS_TOTAL = "flotilla_cache_requests_total"
 #: Gauge; labels: upstream; 0 closed, 1 half-open, 2 open.
 CIRCUIT_BREAKER_STATE = "flotilla_circuit_breaker_state"
+#: The services whose breakers ever get a series (the gateway's upstreams, data's
+#: recommendation sources): the others' dashboards leave the breaker panel out.
+BREAKERS_USED_BY: tuple[str, ...] = ("gateway", "data")
 #: Gauge; connections checked out of the SQLAlchemy pool.
 DB_POOL_IN_USE = "flotilla_db_pool_connections_in_use"
 #: Counter; labels: error_code. Every error response in the one error shape.
@@ -30,6 +33,17 @@ ERRORS_TOTAL = "flotilla_errors_total"
 
 #: Service info gauge (always 1); labels: service, version.
 SERVICE_INFO = "flotilla_service_info"
+
+# --- Process and runtime (prometheus_client's process, platform and GC collectors) ---
+#: Counter (seconds of CPU, user + system).
+PROCESS_CPU_SECONDS_TOTAL = "process_cpu_seconds_total"
+#: Gauge (bytes).
+PROCESS_RESIDENT_MEMORY_BYTES = "process_resident_memory_bytes"
+#: Gauges: file descriptors open, and the limit.
+PROCESS_OPEN_FDS = "process_open_fds"
+PROCESS_MAX_FDS = "process_max_fds"
+#: Counter; labels: generation. Garbage collections.
+PYTHON_GC_COLLECTIONS_TOTAL = "python_gc_collections_total"
 
 #: The histogram buckets (seconds) for HTTP_REQUEST_DURATION_SECONDS.
 LATENCY_BUCKETS: tuple[float, ...] = (
@@ -46,6 +60,11 @@ ALL: tuple[str, ...] = (
     DB_POOL_IN_USE,
     ERRORS_TOTAL,
     SERVICE_INFO,
+    PROCESS_CPU_SECONDS_TOTAL,
+    PROCESS_RESIDENT_MEMORY_BYTES,
+    PROCESS_OPEN_FDS,
+    PROCESS_MAX_FDS,
+    PYTHON_GC_COLLECTIONS_TOTAL,
 )
 
 # --- Task events (tasks' outbox relay, data's consumer) ------------------------------

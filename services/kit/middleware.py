@@ -1,4 +1,5 @@
-"""Request context as one pure-ASGI middleware: request id, access log, error boundary.
+"""Request context as one pure-ASGI middleware: request id and W3C trace context
+(services.kit.tracing), access log, error boundary.
 
 Pure ASGI rather than ``BaseHTTPMiddleware``: no extra task per request, streaming
 bodies untouched, and it can turn *any* exception into the error shape before the
@@ -17,7 +18,9 @@ import orjson
 import structlog
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from services.kit import tracing
 from services.kit.errors import PayloadTooLarge, RequestBodyTimeout, classify_unexpected
+from services.kit.tracing import TRACEPARENT_HEADER
 
 log = structlog.get_logger("flotilla.access")
 
@@ -32,10 +35,12 @@ _VALID_REQUEST_ID = re.compile(rb"^[A-Za-z0-9._:-]{1,128}$")
 _QUIET_PATHS = frozenset({"/health", "/health/live", "/health/ready", "/metrics"})
 
 
-def _scan_headers(scope: Scope) -> tuple[str, int]:
-    """The request id (the caller's when valid, else a new one) and the declared body length
-    (0 when none: the server has already refused a malformed Content-Length)."""
+def _scan_headers(scope: Scope) -> tuple[str, bytes | None, int]:
+    """The request id (the caller's when valid, else a new one), the caller's
+    ``traceparent`` (unchecked) and the declared body length (0 when none: the server has
+    already refused a malformed Content-Length)."""
     request_id = ""
+    traceparent = None
     declared = 0
     for key, value in scope.get("headers", ()):
         if key == REQUEST_ID_HEADER:
@@ -43,7 +48,9 @@ def _scan_headers(scope: Scope) -> tuple[str, int]:
                 request_id = value.decode("ascii")
         elif key == CONTENT_LENGTH_HEADER and value.isdigit():
             declared = int(value)
-    return request_id or uuid.uuid4().hex, declared
+        elif key == TRACEPARENT_HEADER and traceparent is None:
+            traceparent = value
+    return request_id or uuid.uuid4().hex, traceparent, declared
 
 
 class RequestContextMiddleware:
@@ -58,12 +65,16 @@ class RequestContextMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        request_id, declared_length = _scan_headers(scope)
-        scope.setdefault("state", {})["request_id"] = request_id
+        request_id, traceparent, declared_length = _scan_headers(scope)
+        trace = tracing.new_trace(request_id, traceparent)
+        state = scope.setdefault("state", {})
+        state["request_id"] = request_id
+        state["trace"] = trace
+        trace_token = tracing.current.set(trace)
         started = time.perf_counter()
         status = 500
         response_started = False
-        structlog.contextvars.bind_contextvars(request_id=request_id)
+        structlog.contextvars.bind_contextvars(request_id=request_id, trace_id=trace.trace_id)
         path = scope.get("path", "")
         metrics = getattr(getattr(scope.get("app"), "state", None), "metrics", None)
         inprogress = None
@@ -135,7 +146,8 @@ class RequestContextMiddleware:
                     status=status,
                     duration_ms=round((time.perf_counter() - started) * 1000, 2),
                 )
-            structlog.contextvars.unbind_contextvars("request_id")
+            structlog.contextvars.unbind_contextvars("request_id", "trace_id")
+            tracing.current.reset(trace_token)
 
 
 def _start(status: int, headers: dict[str, str]) -> Message:

@@ -14,6 +14,7 @@ from typing import Any
 from sqlalchemy import Insert, Select, Table, bindparam, insert, select, tuple_
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
+from services.kit import tracing
 from services.kit.db import Database, utcnow
 from services.kit.errors import NotFound
 from services.tasks.cursor import decode_cursor
@@ -27,6 +28,7 @@ OUTBOX: Table = OutboxEvent.__table__  # type: ignore[assignment]
 def _event_row(event_type: str, task: Mapping[str, Any]) -> dict[str, Any]:
     """The outbox row describing a change to ``task`` (a row of the tasks table)."""
     event_id = uuid.uuid4()
+    trace = tracing.current.get()
     payload: dict[str, Any] = {
         "event_id": str(event_id),
         "type": event_type,
@@ -37,6 +39,9 @@ def _event_row(event_type: str, task: Mapping[str, Any]) -> dict[str, Any]:
         "title": task["title"],
         "occurred_at": utcnow().isoformat(),
     }
+    if trace is not None:  # the request's ids travel with the event into data's logs
+        payload["request_id"] = trace.request_id
+        payload["traceparent"] = trace.traceparent
     return {"id": event_id, "event_type": event_type, "task_id": task["id"], "owner_id": task["owner_id"],
             "payload": payload, "created_at": utcnow(), "published_at": None, "seq": None}
 

@@ -28,13 +28,9 @@ NAMESPACE = "flotilla"
 RATE_INTERVAL = "10s"
 #: Every vector selector the generator writes carries label matchers: name{...}.
 SELECTOR = re.compile(r"([a-zA-Z_:][a-zA-Z0-9_:]*)\{")
-#: Panels every dashboard has, for features some services do not use: their metric is
-#: exported (checked) but never gets a series there, so the panel shows "No data".
-#: Reported to the operator's owner; everything else must have data.
-UNUSED_FEATURES = {
-    ("auth", "flotilla_circuit_breaker_state"), ("users", "flotilla_circuit_breaker_state"),  # no upstreams
-    ("tasks", "flotilla_circuit_breaker_state"),
-}
+#: (service, metric) pairs a panel may show without data. None: a service's dashboard
+#: leaves out the panels of features it does not use (breakers: metric_names.BREAKERS_USED_BY).
+UNUSED_FEATURES: set[tuple[str, str]] = set()
 
 
 def service_spec(service: catalog.ServiceInfo) -> specs.ServiceSpec:
@@ -127,14 +123,40 @@ def test_every_generated_expression_has_data(calm_stack: Stack) -> None:
                         missing.append(f"{job}: {name}")
         # Every recording rule has a value for every service: zero, not absent, on a healthy
         # one (a 5xx series does not exist before the first 5xx).
+        # Not NaN either: an idle window records 0 (a NaN would poison the 30-day average).
         empty_rules = [f"{job}: {rule}" for job in specs_by_job for rule in sorted(recorded)
-                       if not prometheus.query(f'{rule}{{job="{job}",namespace="{NAMESPACE}"}}')]
+                       if not (values := [r["value"][1] for r in prometheus.query(
+                           f'{rule}{{job="{job}",namespace="{NAMESPACE}"}}')]) or "NaN" in values]
+        # Every dashboard query, as Grafana sends it with the variables at their defaults,
+        # returns data (NaN only where the panel maps it to "no traffic").
+        empty_queries, nan_queries, report = [], [], []
+        for job, spec in specs_by_job.items():
+            for panel in dashboards.panels(spec):
+                for target in panel.get("targets", ()):
+                    query = dashboards.resolve(target["expr"], spec).replace(dashboards.RATE, RATE_INTERVAL)
+                    result = prometheus.query(query)
+                    values = [r["value"][1] for r in result]
+                    where = f"{job}: {panel['title']} [{target['legendFormat']}]"
+                    report.append(f"{where}: {'data' if values else 'EMPTY'}"
+                                  f"{' (NaN)' if 'NaN' in values else ''}")
+                    if not values:
+                        if not any((job, name) in UNUSED_FEATURES for name in SELECTOR.findall(query)):
+                            empty_queries.append(where)
+                    elif "NaN" in values and not _maps_nan(panel):
+                        nan_queries.append(where)
     print(f"\n[chaos] prometheus: {evaluated} expressions evaluated over {len(specs_by_job)} services; "
           f"metric names without series: {sorted(set(missing)) or 'none'} "
           f"(panels of unused features, metric exported: {len(UNUSED_FEATURES)})")
     assert not not_exported, sorted(set(not_exported))
     assert not missing, sorted(set(missing))
+    print("[chaos] dashboard queries:\n  " + "\n  ".join(report))
     assert not empty_rules, "\n".join(empty_rules)
+    assert not empty_queries, "\n".join(empty_queries)
+    assert not nan_queries, "\n".join(nan_queries)
+
+
+def _maps_nan(panel: dict[str, Any]) -> bool:
+    return any(m.get("options", {}).get("match") == "nan" for m in panel["fieldConfig"]["defaults"]["mappings"])
 
 
 

@@ -7,6 +7,7 @@ import re
 import shutil
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -37,9 +38,10 @@ def test_dashboard_configmap_is_grafana_json() -> None:
     (payload,) = configmap["data"].values()
     board = json.loads(payload)
     titles = " ".join(p["title"] for p in board["panels"])
-    for word in ("Rate", "Errors", "Duration", "Saturation", "Dependencies", "Cache", "SLO"):
+    for word in ("Requests per second", "Errors", "Latency", "Saturation", "Dependencies", "Cache", "SLO",
+                 "memory", "CPU"):
         assert word in titles
-    quantiles = [t["expr"] for p in board["panels"] for t in p["targets"] if "histogram_quantile" in t["expr"]]
+    quantiles = [t["expr"] for p in board["panels"] for t in p.get("targets", ()) if "histogram_quantile" in t["expr"]]
     assert {q.split(",")[0] for q in quantiles} == {"histogram_quantile(0.5", "histogram_quantile(0.95",
                                                    "histogram_quantile(0.99"}
 
@@ -80,7 +82,7 @@ def test_rules_and_dashboard_queries_pass_promtool(tmp_path: Path) -> None:
     rules_file = tmp_path / "rules.yaml"
     rules_file.write_text(yaml.safe_dump({"groups": rule["spec"]["groups"]}))
     panel_queries = [t["expr"].replace(dashboards.RATE, "5m")
-                     for p in dashboards.panels(SPEC) for t in p["targets"]]
+                     for p in dashboards.panels(SPEC) for t in p.get("targets", ())]
     panels_file = tmp_path / "panels.yaml"
     panels_file.write_text(yaml.safe_dump({"groups": [{"name": "panels", "rules": [
         {"record": f"dashboard:query{i}:check", "expr": q} for i, q in enumerate(panel_queries)]}]}))
@@ -155,3 +157,67 @@ def test_settings_read_monitoring_from_the_environment(monkeypatch: pytest.Monke
     monkeypatch.setenv("FLOTILLA_OPERATOR_MONITOR_LABELS", '{"bad key": "x"}')
     with pytest.raises(ValueError, match="label key"):
         OperatorSettings()
+
+
+def _panels_by_title(board: dict[str, Any], needle: str) -> dict[str, Any]:
+    (panel,) = [p for p in board["panels"] if needle in p["title"]]
+    return panel
+
+
+def _steps(panel: dict[str, Any]) -> list[float]:
+    return [s["value"] for s in panel["fieldConfig"]["defaults"]["thresholds"]["steps"] if s["value"] is not None]
+
+
+def test_dashboard_is_one_a_grafana_user_keeps() -> None:
+    """Variables, rows, SLO thresholds, value mappings and units (issue 17, item 5)."""
+    board = json.loads(next(iter(dashboards.dashboard_configmap(SPEC)["data"].values())))
+    assert board["editable"] is True
+    variables = {v["name"]: v for v in board["templating"]["list"]}
+    assert list(variables) == ["datasource", "namespace", "service", "pod"]
+    assert variables["namespace"]["current"]["value"] == "flotilla"
+    assert variables["service"]["current"]["value"] == "tasks"
+    assert variables["pod"]["includeAll"] is True
+    assert variables["pod"]["allValue"] == ".*"
+
+    rows = [p["title"] for p in board["panels"] if p["type"] == "row"]
+    assert rows == ["Traffic", "Errors", "Latency", "Saturation", "Dependencies", "Process", "Events"]
+    panels = [p for p in board["panels"] if p["type"] != "row"]
+    ids = [p["id"] for p in board["panels"]]
+    assert len(ids) == len(set(ids))
+    cells = [(x, y) for p in panels for x in range(p["gridPos"]["x"], p["gridPos"]["x"] + p["gridPos"]["w"])
+             for y in range(p["gridPos"]["y"], p["gridPos"]["y"] + p["gridPos"]["h"])]
+    assert len(cells) == len(set(cells)), "panels overlap"
+    for panel in panels:
+        assert panel["fieldConfig"]["defaults"]["unit"], panel["title"]
+        for target in panel["targets"]:
+            assert 'job="$service"' in target["expr"], target["expr"]
+            assert 'namespace="$namespace"' in target["expr"], target["expr"]
+    # per-pod panels filter by the pod variable; the recorded SLO series have no pod label
+    assert 'pod=~"$pod"' in _panels_by_title(board, "Requests per second by handler")["targets"][0]["expr"]
+    assert "pod" not in _panels_by_title(board, "burn rate")["targets"][0]["expr"]
+
+    # thresholds from the ServiceSpec's SLO (99.5 %, P95 under 250 ms)
+    assert _steps(_panels_by_title(board, "5xx ratio")) == [0.005]
+    assert _steps(_panels_by_title(board, "Latency percentiles")) == [0.25]
+    assert _steps(_panels_by_title(board, "burn rate")) == [1.0, 3.0, 6.0, 14.4]
+    assert _panels_by_title(board, "budget left")["type"] == "stat"
+
+    # tasks has no breakers: no forever-empty panel; the gateway's maps the states
+    assert not [p for p in board["panels"] if "Circuit breaker" in p["title"]]
+    gateway = dashboards.dashboard(spec.parse({"metadata": {"name": "gateway", "namespace": "flotilla"}, "spec": {}}))
+    breaker = _panels_by_title(gateway, "Circuit breaker")["fieldConfig"]["defaults"]["mappings"][0]["options"]
+    assert {k: v["text"] for k, v in breaker.items()} == {"0": "closed", "1": "half-open", "2": "open"}
+    up = _panels_by_title(board, "Dependency up")["fieldConfig"]["defaults"]["mappings"][0]["options"]
+    assert {k: v["text"] for k, v in up.items()} == {"0": "down", "1": "up"}
+    for ratio in ("5xx ratio", "Cache hit ratio", "Requests slower"):
+        mappings = _panels_by_title(board, ratio)["fieldConfig"]["defaults"]["mappings"]
+        assert {"match": "nan", "result": {"text": "no traffic", "index": 0}} in [m["options"] for m in mappings]
+
+    units = {p["title"]: p["fieldConfig"]["defaults"]["unit"] for p in panels}
+    assert units["Resident memory per pod"] == "bytes"
+    assert units["Requests per second by handler"] == "reqps"
+    assert units["Latency percentiles (SLO: P95 under 250ms)"] == "s"
+    process = " ".join(t["expr"] for p in panels for t in p["targets"])
+    for name in (metric_names.PROCESS_CPU_SECONDS_TOTAL, metric_names.PROCESS_RESIDENT_MEMORY_BYTES,
+                 metric_names.PYTHON_GC_COLLECTIONS_TOTAL):
+        assert name in process

@@ -52,6 +52,23 @@ def test_stream_fields_round_trip() -> None:
     assert from_stream_fields(fields) == TaskEvent.model_validate(payload)
 
 
+def test_trace_fields_are_optional_and_never_cost_an_event() -> None:
+    """request_id/traceparent (added for issue 17): absent on older events; a malformed
+    value is dropped, the event kept (a bad id must never lose a task's change)."""
+    plain = TaskEvent.model_validate(event("alice"))
+    assert plain.request_id is None
+    assert plain.traceparent is None
+    assert plain.trace_id is None
+    traced = TaskEvent.model_validate({**event("alice"), "request_id": "req-1",
+                                       "traceparent": "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"})
+    assert traced.request_id == "req-1"
+    assert traced.trace_id == "4bf92f3577b34da6a3ce929d0e0e4736"
+    assert from_stream_fields(stream_fields(traced.model_dump(mode="json"))) == traced
+    bad = TaskEvent.model_validate({**event("alice"), "request_id": "x\ny" * 50, "traceparent": "00-zz-01"})
+    assert bad.request_id is None
+    assert bad.traceparent is None
+
+
 def test_there_is_no_built_in_ingest_token() -> None:
     """A token in the code would be public: without a configured one, the ingest is off."""
     assert DataSettings().internal_token.get_secret_value() == ""
@@ -75,7 +92,9 @@ async def test_outbox_payloads_are_task_events_and_wait_while_data_is_away(tmp_p
                     data_url=f"http://127.0.0.1:{free_port()}")
     alice = auth_header("alice")
     async with running(app) as client:
-        created = await client.post("/api/v1/tasks", json={"title": "Plan", "priority": "high"}, headers=alice)
+        traced = {**alice, "x-request-id": "req-contract-1",
+                  "traceparent": "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"}
+        created = await client.post("/api/v1/tasks", json={"title": "Plan", "priority": "high"}, headers=traced)
         assert created.status_code == 201
         task_id = created.json()["id"]
         patched = await client.patch(f"/api/v1/tasks/{task_id}", json={"status": "done"}, headers=alice)
@@ -89,6 +108,13 @@ async def test_outbox_payloads_are_task_events_and_wait_while_data_is_away(tmp_p
         assert {str(e.task_id) for e in events} == {task_id}
         assert [e.status for e in events] == ["todo", "done", "done"]
         assert all(str(e.event_id) == str(row.id) for e, row in zip(events, rows, strict=True))
+        # the request that caused each change travels with its event (tasks' span as the parent)
+        assert events[0].request_id == "req-contract-1"
+        assert events[0].trace_id == "4bf92f3577b34da6a3ce929d0e0e4736"
+        assert events[0].traceparent is not None
+        assert "00f067aa0ba902b7" not in events[0].traceparent
+        assert events[1].request_id
+        assert events[1].request_id != "req-contract-1"
         assert await outbox_state(app) == {"published": 0, "unpublished": 3}
         health = (await client.get("/health")).json()
         assert health["checks"]["events"]["status"] == "up"  # young backlog: not yet a problem

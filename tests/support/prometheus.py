@@ -81,6 +81,19 @@ class PrometheusServer:
             stdout=log, stderr=subprocess.STDOUT,
         )
         wait_for_port(self.port)
+        self.wait_ready()
+
+    def wait_ready(self, timeout: float = 60.0) -> None:
+        """The port opens before the TSDB is loaded; until then the API answers 503."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(f"{self.url}/-/ready", timeout=5).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.1)
+        raise TimeoutError(f"prometheus not ready after {timeout}s; see {self.root / 'prometheus.log'}")
 
     def stop(self) -> None:
         if self.process is not None:
@@ -127,8 +140,16 @@ class PromQLError(AssertionError):
 
 
 def promtool_check_rules(path: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([binary("promtool", PROMTOOL_BIN), "check", "rules", str(path)],
-                          capture_output=True, text=True, check=False)
+    """``promtool check rules`` with every lint fatal: duplicate rules (same name and
+    labels, which one Prometheus loading every service's rules would mix up) fail it."""
+    return subprocess.run([binary("promtool", PROMTOOL_BIN), "check", "rules", "--lint=all", "--lint-fatal",
+                           str(path)], capture_output=True, text=True, check=False)
+
+
+def promtool_test_rules(path: Path) -> subprocess.CompletedProcess[str]:
+    """``promtool test rules``: unit tests (input series, expected alerts) of a rules file."""
+    return subprocess.run([binary("promtool", PROMTOOL_BIN), "test", "rules", str(path)],
+                          capture_output=True, text=True, check=False, cwd=path.parent)
 
 
 @contextmanager
