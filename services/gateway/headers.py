@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 
 from services.kit.forwarding import CLIENT_HEADER, TOKEN_HEADER, forwarded_by_gateway
+from services.kit.middleware import ROUTE_HEADER
 
 RawHeaders = list[tuple[bytes, bytes]]
 
@@ -26,7 +27,7 @@ _SET_ON_REQUEST = frozenset({
     CLIENT_HEADER.encode(), TOKEN_HEADER.encode(),  # what a client sends of these never passes
 })
 #: Response headers the gateway's own server writes (or, for the request id, its middleware).
-_SET_ON_RESPONSE = frozenset({b"content-length", b"date", b"server", b"x-request-id"})
+_SET_ON_RESPONSE = frozenset({b"content-length", b"date", b"server", b"x-request-id", ROUTE_HEADER})
 _DROP_ON_REQUEST = HOP_BY_HOP | _SET_ON_REQUEST
 _DROP_ON_RESPONSE = HOP_BY_HOP | _SET_ON_RESPONSE
 _DROP_ON_HEAD_RESPONSE = HOP_BY_HOP | (_SET_ON_RESPONSE - {b"content-length"})

@@ -10,8 +10,10 @@ about a fifth of the gateway's CPU. Every other path (health, metrics, the merge
 docs) falls through to the FastAPI app.
 
 It records the same ``http_requests_total``/``http_request_duration_seconds`` series
-the instrumentator would, labelled with the route template ``<prefix>{rest:path}``,
-and answers failures in the one error shape.
+the instrumentator would, labelled with the upstream's own route template (the service
+names it in ``X-Flotilla-Route``, which never reaches the client; bounded), or
+``<prefix>{rest:path}`` when no upstream answered, and answers failures in the one
+error shape.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from services.gateway.state import PUBLIC_ROUTES, Gateway
 from services.gateway.upstreams import routes, under
 from services.kit.app import Kit
 from services.kit.errors import BadRequest, FlotillaError, PayloadTooLarge, Unauthorized, error_body
+from services.kit.middleware import ROUTE_HEADER
 from services.kit.security import bearer_token
 
 log = structlog.get_logger("flotilla.gateway")
@@ -38,6 +41,9 @@ PROXIED_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "O
 _NO_BODY_STATUSES = frozenset({204, 304})
 #: Not a real status: what the access log and metrics record when the client left first.
 CLIENT_CLOSED_REQUEST = 499
+#: Distinct upstream route templates the gateway labels its metrics with; beyond that,
+#: the prefix's template (a bound on series, whatever an upstream sends).
+MAX_ROUTE_LABELS = 200
 
 
 class ClientGone(Exception):
@@ -118,6 +124,24 @@ class ProxyRoutes:
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
         self.routes = tuple(ProxyRoute(prefix, name, f"{prefix}{{rest:path}}") for prefix, name in routes())
+        #: Upstream route templates used as labels so far (bounded by MAX_ROUTE_LABELS).
+        self._labels: set[str] = set()
+
+    def _handler(self, route: ProxyRoute, reply: UpstreamReply | None) -> str:
+        """The ``handler`` label: the upstream's route template ("/api/v1/tasks/{task_id}",
+        which the kit's middleware sends in X-Flotilla-Route), else the prefix's template.
+        Only templates under the route's own prefix, and at most MAX_ROUTE_LABELS of them,
+        so no upstream can grow the series without bound."""
+        template = _header(reply.headers, ROUTE_HEADER) if reply is not None else None
+        if template is None:
+            return route.handler
+        label = template.decode("latin-1")
+        if label in self._labels:
+            return label
+        if under(label, (route.prefix,)) and len(self._labels) < MAX_ROUTE_LABELS:
+            self._labels.add(label)
+            return label
+        return route.handler
 
     def _match(self, path: str) -> ProxyRoute | None:
         for route in self.routes:
@@ -136,15 +160,16 @@ class ProxyRoutes:
             await self.app(scope, receive, send)  # "/api/v1/tasksfoo": the app's 404
             return
         started = time.perf_counter()
-        status = 500
+        status, reply = 500, None
         try:
-            status = await self._serve(route, gateway, kit, scope, receive, send)
+            status, reply = await self._serve(route, gateway, kit, scope, receive, send)
         finally:
-            kit.metrics.record_request(route.handler, scope["method"], f"{str(status)[0]}xx",
+            kit.metrics.record_request(self._handler(route, reply), scope["method"], f"{str(status)[0]}xx",
                                        time.perf_counter() - started)
 
     async def _serve(self, route: ProxyRoute, gateway: Gateway, kit: Kit, scope: Scope, receive: Receive,
-                     send: Send) -> int:
+                     send: Send) -> tuple[int, UpstreamReply | None]:
+        """Answer the request; its status, and the upstream's reply when there was one."""
         try:
             reply = await proxy(scope, receive, gateway, kit, route.upstream)
         except FlotillaError as exc:
@@ -154,17 +179,17 @@ class ProxyRoutes:
             await send({"type": "http.response.start", "status": exc.status_code, "headers": headers})
             await send({"type": "http.response.body",
                         "body": error_body(exc.error_code, exc.message, exc.details, scope["state"]["request_id"])})
-            return exc.status_code
+            return exc.status_code, None
         except ClientGone:
             # Nothing failed here and no one is left to read an answer: neither an error
             # log nor a real 500 (the server drops what is sent to a closed connection).
             log.info("client_disconnected", method=scope["method"], path=scope["path"])
             await send({"type": "http.response.start", "status": CLIENT_CLOSED_REQUEST, "headers": []})
             await send({"type": "http.response.body", "body": b""})
-            return CLIENT_CLOSED_REQUEST
+            return CLIENT_CLOSED_REQUEST, None
         await send(_response_start(reply, scope["method"], gateway.upstreams[route.upstream].origin))
         await send({"type": "http.response.body", "body": reply.body})
-        return reply.status_code
+        return reply.status_code, reply
 
 
 async def proxy(scope: Scope, receive: Receive, gateway: Gateway, kit: Kit, upstream_name: str) -> UpstreamReply:

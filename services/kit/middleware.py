@@ -25,12 +25,16 @@ from services.kit.tracing import TRACEPARENT_HEADER
 log = structlog.get_logger("flotilla.access")
 
 REQUEST_ID_HEADER = b"x-request-id"
+#: The route template that served a request ("/api/v1/tasks/{task_id}"): the gateway
+#: labels its metrics with it (bounded: a service's templates) and never passes it on.
+ROUTE_HEADER = b"x-flotilla-route"
 CONTENT_LENGTH_HEADER = b"content-length"
 #: On every response: browsers must not sniff a JSON body into something executable,
 #: and a JSON answer has no business loading anything or being framed.
 SECURITY_HEADERS = ((b"x-content-type-options", b"nosniff"),)
 JSON_SECURITY_HEADERS = ((b"content-security-policy", b"default-src 'none'; frame-ancestors 'none'"),)
-_SET_HERE = frozenset({REQUEST_ID_HEADER, *(k for k, _ in SECURITY_HEADERS), *(k for k, _ in JSON_SECURITY_HEADERS)})
+_SET_HERE = frozenset({REQUEST_ID_HEADER, ROUTE_HEADER, *(k for k, _ in SECURITY_HEADERS),
+                       *(k for k, _ in JSON_SECURITY_HEADERS)})
 _VALID_REQUEST_ID = re.compile(rb"^[A-Za-z0-9._:-]{1,128}$")
 _QUIET_PATHS = frozenset({"/health", "/health/live", "/health/ready", "/metrics"})
 
@@ -89,6 +93,9 @@ class RequestContextMiddleware:
                 status = message["status"]
                 headers = [h for h in message.get("headers", []) if h[0].lower() not in _SET_HERE]
                 headers.append((REQUEST_ID_HEADER, request_id.encode("ascii")))
+                route = getattr(scope.get("route"), "path", None)  # set by routing, when a route matched
+                if route is not None:
+                    headers.append((ROUTE_HEADER, route.encode()))
                 headers.extend(SECURITY_HEADERS)
                 if any(k.lower() == b"content-type" and v.startswith(b"application/json") for k, v in headers):
                     headers.extend(JSON_SECURITY_HEADERS)
