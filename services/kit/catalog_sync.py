@@ -9,7 +9,8 @@ copies, and a test (tests/test_catalog_sync.py) fails when one drifts::
 
 In YAML files the generated parts sit between two marker lines,
 ``# >>> catalog: <part>`` and ``# <<< catalog: <part>``; everything outside them is
-hand-written and kept. JSON schemas are rewritten whole (their service keys and enums).
+hand-written and kept. In README.md the architecture diagram and the kind walkthrough's
+image loop are rewritten. JSON schemas are rewritten whole (their service keys and enums).
 A k8s example ServiceSpec is created when missing and never overwritten (its SLOs are a
 human decision). A service's block in charts/flotilla/values.yaml is generated unless a
 hand-written block of the same name exists outside the markers (as for the gateway).
@@ -27,6 +28,7 @@ from pathlib import Path
 import yaml
 
 from services.kit import catalog
+from services.kit.diagram import architecture_mermaid
 
 ROOT = Path(__file__).resolve().parents[2]
 _SERVICE_SCHEMA_DESCRIPTION = "Values of charts/service for this service (its own schema applies)."
@@ -134,6 +136,14 @@ def service_schema(text: str) -> str:
     return _dump_json(document)
 
 
+def readme(text: str) -> str:
+    """The architecture diagram (services/kit/diagram.py) and the image loop of the kind walkthrough."""
+    text = re.sub(r"```mermaid\n.*?```", lambda _: f"```mermaid\n{architecture_mermaid()}```", text,
+                  count=1, flags=re.S)
+    names = " ".join(s.name for s in catalog.SERVICES)
+    return re.sub(r"^(\s*)for svc in [a-z0-9 ]+; do$", lambda m: f"{m[1]}for svc in {names}; do", text, flags=re.M)
+
+
 def kustomization(text: str) -> str:
     return replace_region(text, "resources", [f"- {s.name}.yaml" for s in catalog.SERVICES])
 
@@ -160,6 +170,7 @@ REWRITERS: dict[str, Callable[[str], str]] = {
     "charts/service/values.yaml": service_values,
     "charts/service/values.schema.json": service_schema,
     "k8s/examples/kustomization.yaml": kustomization,
+    "README.md": readme,
 }
 
 
