@@ -55,6 +55,11 @@ def test_new_service_is_wired_everywhere_and_its_tests_pass(tmp_path: Path) -> N
     assert again.returncode == 1
     assert again.stderr.strip().splitlines() == ["error: service 'notes' already exists (services/kit/catalog.py)"]
 
+    listed = _run(root, python, "-m", "services.cli", "services")  # what `flotilla up` starts
+    notes = next(line for line in listed.stdout.splitlines() if line.startswith("notes "))
+    assert ":8005 :9005  /api/v1/notes" in notes, notes
+    assert "not installed" not in notes
+
     drift = _run(root, python, "-m", "services.kit.catalog_sync")
     assert drift.returncode == 0, drift.stdout
 
