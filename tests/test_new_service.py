@@ -1,7 +1,9 @@
 """`flotilla new-service`, end to end in a scratch copy of the repository.
 
 The copy gets a new service, then proves what the golden path promises: the catalog's
-copies are regenerated (no drift), the umbrella chart renders its objects, lint and the
+copies are regenerated (no drift), `flotilla up` serves it through the gateway (401
+without a token; register, log in, create, list), the umbrella chart renders its
+Deployment, Service, HPA, PDB and ServiceSpec, lint and the
 type checker stay clean, and its own generated tests pass (SQLite and PostgreSQL/Redis,
 and routed through the gateway: 401 without a token, 200 with one).
 """
@@ -76,6 +78,10 @@ def test_new_service_is_wired_everywhere_and_its_tests_pass(tmp_path: Path) -> N
     assert tests.returncode == 0, tests.stdout[-3000:]
     assert "test_the_gateway_routes_it_401_without_a_token_200_with_one" not in tests.stdout  # passed, not listed
 
+    up = _run(root, python, "-c", _STACK_UP, str(tmp_path / "stack"), timeout=150)
+    assert up.returncode == 0, (up.stdout + up.stderr)[-3000:]
+    assert up.stdout.split() == ["401", "201", "200", "1"], up.stdout
+
     rendered = _run(root, python, "-c", _RENDER_NOTES)
     assert rendered.returncode == 0, rendered.stderr[-2000:]
     assert {"Deployment", "Service", "HorizontalPodAutoscaler", "PodDisruptionBudget", "ServiceSpec"} <= set(
@@ -92,6 +98,24 @@ def test_a_bad_name_changes_nothing(tmp_path: Path) -> None:
     assert (root / "services/kit/catalog.py").read_text() == before
     assert not (root / "services/my-notes").exists()
 
+
+#: `flotilla up` (every catalog service, embedded databases) serves the new resource through
+#: the gateway: 401 without a token; with a real login, create then list.
+_STACK_UP = """
+import sys
+from pathlib import Path
+from services.kit import catalog
+from services.launcher import Stack
+from tests.support.stack import SHARED_STACK_ENV, bearer, free_port_offset, gateway, register_and_login
+stack = Stack(data_dir=Path(sys.argv[1]), port_offset=free_port_offset(), extra_env=SHARED_STACK_ENV)
+assert "notes" in [s.name for s in catalog.BACKENDS]
+with stack.running(timeout=90), gateway(stack) as client:
+    print(client.get("/api/v1/notes").status_code)
+    headers = bearer(register_and_login(client, "new-service@example.com"))
+    print(client.post("/api/v1/notes", json={"title": "first"}, headers=headers).status_code)
+    listed = client.get("/api/v1/notes", headers=headers)
+    print(listed.status_code, len(listed.json()["items"]))
+"""
 
 #: The kinds the umbrella chart renders for the new service (production defaults).
 _RENDER_NOTES = """
