@@ -280,6 +280,29 @@ def rules(
         typer.echo(yaml.safe_dump({"groups": groups}, sort_keys=False, width=1 << 16), nl=False)
 
 
+@app.command("new-service", short_help="Scaffold a new service and wire it everywhere.")
+def new_service(
+    name: Annotated[str, typer.Argument(help="Lowercase letters and digits, e.g. notes.")],
+    route: Annotated[str | None, typer.Option(help="Public path prefix. Default: /api/v1/<name>.")] = None,
+    summary: Annotated[str, typer.Option(help="One-line purpose, for `flotilla services` and the charts.")] = "",
+) -> None:
+    """Create services/<name>/ (CRUD example resource, migration) and its tests, add it to the
+    catalog, and regenerate the charts, skaffold.yaml and k8s examples from the catalog."""
+    from services.kit.names import BadServiceName
+    from services.kit.scaffold import new_service as scaffold  # imported on use: keeps start-up light
+
+    try:
+        done = scaffold(name, route=route, summary=summary)
+    except BadServiceName as exc:
+        typer.secho(f"error: {exc}", fg=typer.colors.RED, err=True)
+        raise typer.Exit(1) from None
+    root = Path.cwd()
+    for label, paths in (("created", done.created), ("updated", done.touched)):
+        for path in paths:
+            typer.echo(f"{label}: {path.relative_to(root) if path.is_relative_to(root) else path}")
+    typer.echo(f"next: review services/{name}/, then `make test`; `make up` serves it behind the gateway")
+
+
 def main() -> None:
     os.environ.setdefault("PYTHONUNBUFFERED", "1")
     app()

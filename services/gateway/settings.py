@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from limits import parse_many
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, create_model, field_validator, model_validator
 
 from services.kit import catalog
 from services.kit.settings import ServiceSettings
@@ -15,15 +15,21 @@ def _local_url(service: catalog.ServiceInfo) -> str:
     return f"http://127.0.0.1:{service.local_port}"
 
 
-class GatewaySettings(ServiceSettings):
-    service_name: ClassVar[str] = "gateway"
+# Base URL of each backend (``GATEWAY_<NAME>_URL``, the ``<name>_url`` field): one field
+# per catalog backend, made from the catalog, so a new service needs no edit here.
+# Defaults are the `flotilla up` ports.
+if TYPE_CHECKING:
+    _UpstreamSettings = ServiceSettings
+else:
+    _UpstreamSettings = create_model(
+        "_UpstreamSettings",
+        __base__=ServiceSettings,
+        **{f"{backend.name}_url": (str, _local_url(backend)) for backend in catalog.BACKENDS},
+    )
 
-    #: Base URL of each backend (``GATEWAY_<NAME>_URL``); one field per catalog backend,
-    #: which a test checks. Defaults are the `flotilla up` ports.
-    auth_url: str = _local_url(catalog.AUTH)
-    users_url: str = _local_url(catalog.USERS)
-    tasks_url: str = _local_url(catalog.TASKS)
-    data_url: str = _local_url(catalog.DATA)
+
+class GatewaySettings(_UpstreamSettings):
+    service_name: ClassVar[str] = "gateway"
 
     #: Whole-request timeout per upstream call, and its connect part (seconds).
     upstream_timeout_seconds: float = Field(default=5.0, gt=0)

@@ -15,7 +15,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from tests.charts.conftest import ROOT, SERVICE_CHART, UMBRELLA_CHART, dev_values, render
+from tests.charts.conftest import ROOT, SERVICE_CHART, SERVICE_NAMES, UMBRELLA_CHART, dev_values, render
 from tests.support import helm
 
 OPERATOR_CHART = ROOT / "charts" / "flotilla-operator"
@@ -102,7 +102,7 @@ def test_any_image_tag_gives_valid_labels(chart: Path, tag: str) -> None:
 
 def test_umbrella_with_skaffold_tags_gives_valid_labels() -> None:
     """What skaffold sets: ``<tag>@<digest>`` for every service."""
-    values = {name: {"image": {"tag": f"abc123@{DIGEST}"}} for name in ("gateway", "auth", "users", "tasks", "data")}
+    values = {name: {"image": {"tag": f"abc123@{DIGEST}"}} for name in SERVICE_NAMES}
     objects = render(UMBRELLA_CHART, values)
     assert problems(objects) == []
     for deployment in helm.find_all(objects, "Deployment"):

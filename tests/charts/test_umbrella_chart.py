@@ -256,5 +256,8 @@ def test_global_registry_prefixes_every_image():
 def test_notes_explain_how_to_reach_the_api():
     notes = helm.render_files(UMBRELLA_CHART)["flotilla/templates/NOTES.txt"]
     assert "port-forward service/flotilla-gateway 8000:80" in notes
+    services = notes.partition("Services: ")[2].partition("\n")[0]
+    assert services == "flotilla-gateway (gateway, the public entry), " + ", ".join(
+        sorted(f"flotilla-{b.name}" for b in catalog.BACKENDS)) + "."
     dev_notes = helm.render_files(UMBRELLA_CHART, dev_values())["flotilla/templates/NOTES.txt"]
     assert "DEV SERVERS ARE ON" in dev_notes

@@ -15,12 +15,13 @@ from pathlib import Path
 import pytest
 
 from loadtest.bench import bench
+from services.kit import catalog
 from tests.support.servers import PostgresServer, RedisServer
 
 pytestmark = [pytest.mark.postgres, pytest.mark.redis, pytest.mark.slow, pytest.mark.timeout(150)]
 
 TARGETS = [f"({n})" for n in range(1, 9)]
-STACK = {"gateway", "auth", "users", "tasks", "data", "redis", "postgres"}
+STACK = {*(s.name for s in catalog.SERVICES), "redis", "postgres"}
 
 
 @pytest.mark.usefixtures("wrk")
