@@ -137,6 +137,10 @@ ensure_base() {
   record base build "$((SECONDS - start))"
 }
 
+VERSION="$(python3 -c "import tomllib; print(tomllib.load(open('$ROOT/pyproject.toml', 'rb'))['project']['version'])")"
+REVISION="$(git -C "$ROOT" rev-parse HEAD 2>/dev/null || echo unknown)"
+SOURCE="$(git -C "$ROOT" remote get-url origin 2>/dev/null || true)"
+
 REPORT=""
 record() {  # record IMAGE WHAT VALUE
   REPORT+="$1	$2	$3"$'\n'
@@ -155,7 +159,7 @@ build_one() {
   podman build --pull=never --quiet --layers --format docker "${ULIMITS[@]}" \
     --file "$dockerfile" \
     --build-arg "PYTHON_IMAGE=$BASE_IMAGE" \
-    --build-arg "REVISION=$(git -C "$ROOT" rev-parse HEAD 2>/dev/null || echo unknown)" \
+    --build-arg "VERSION=$VERSION" --build-arg "REVISION=$REVISION" --build-arg "SOURCE=$SOURCE" \
     "${args[@]}" \
     --volume "$CA_BUNDLE:/etc/ssl/certs/ca-certificates.crt:ro" \
     --tag "localhost/flotilla-$name:$TAG" \
@@ -167,7 +171,7 @@ build_one() {
 # --- smoke test ----------------------------------------------------------------------------
 # The chart's pod, as podman flags: UID 10001, read-only root, /tmp the only writable path.
 RUN_FLAGS=(--user 10001:10001 --read-only --read-only-tmpfs=false --tmpfs /tmp:rw,size=64m,mode=1777
-           --cap-drop=ALL --security-opt no-new-privileges --pull=never)
+           --cap-drop=ALL --security-opt no-new-privileges --pull=never --no-healthcheck)
 
 wait_http() {  # wait_http CONTAINER URL SECONDS: 200 from inside the container
   local container=$1 url=$2 limit=$3 i
@@ -219,6 +223,11 @@ smoke_one() {
   # period; 137 would be SIGKILL at its end.
   if [ "$code" != 0 ] && [ "$code" != 143 ]; then
     fail_smoke "$container" "exit code $code after SIGTERM (${took}s)"; return 1
+  fi
+  # 143: uvicorn re-raises SIGTERM after its graceful shutdown; under dumb-init (not PID 1)
+  # that ends the process by the signal, once the shutdown below has completed.
+  if [ "$name" != operator ] && ! podman logs "$container" 2>&1 | grep -q "Application shutdown complete"; then
+    fail_smoke "$container" "no graceful shutdown in the log after SIGTERM"; return 1
   fi
   record "flotilla-$name" sigterm "${took}s,exit=$code"
   podman rm -f "$container" >/dev/null
