@@ -14,8 +14,9 @@
 #   * configures podman privately: containers.conf and storage.conf under
 #     $FLOTILLA_IMAGES_HOME (default ~/.cache/flotilla-images), passed through
 #     CONTAINERS_CONF / CONTAINERS_STORAGE_CONF; the machine's global config is untouched;
-#   * builds the stand-in base image localhost/flotilla-base:bookworm from Debian packages
-#     (mmdebstrap --variant=minbase | podman import) when it is missing; PYTHON_IMAGE picks
+#   * builds the stand-in base image localhost/flotilla-base:bookworm-rN from Debian packages
+#     (mmdebstrap --variant=minbase, no docs/man pages/locales, | podman import) when it
+#     is missing; PYTHON_IMAGE picks
 #     another base (e.g. python:3.11-slim-bookworm where a registry is reachable);
 #   * builds flotilla-<service>:dev for the five services and flotilla-operator:dev with
 #     --pull=never;
@@ -34,7 +35,9 @@ set -euo pipefail
 
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 HOME_DIR="${FLOTILLA_IMAGES_HOME:-${XDG_CACHE_HOME:-$HOME/.cache}/flotilla-images}"
-BASE_IMAGE="${PYTHON_IMAGE:-localhost/flotilla-base:bookworm}"
+# The stand-in base's tag names its recipe: bump -rN when ensure_base changes what goes in.
+STANDIN_BASE=localhost/flotilla-base:bookworm-r2
+BASE_IMAGE="${PYTHON_IMAGE:-$STANDIN_BASE}"
 TAG="${FLOTILLA_IMAGE_TAG:-dev}"
 SMOKE="${FLOTILLA_IMAGES_SMOKE:-1}"
 BUILD="${FLOTILLA_IMAGES_BUILD:-1}"
@@ -115,7 +118,7 @@ ensure_base() {
   if podman image exists "$BASE_IMAGE"; then
     return 0
   fi
-  [ "$BASE_IMAGE" = localhost/flotilla-base:bookworm ] || die "base image $BASE_IMAGE is not in local storage (nothing is pulled)"
+  [ "$BASE_IMAGE" = "$STANDIN_BASE" ] || die "base image $BASE_IMAGE is not in local storage (nothing is pulled)"
   log "building the stand-in base $BASE_IMAGE from Debian packages (mmdebstrap, ~2 min) ..."
   local start=$SECONDS tarball="$HOME_DIR/base.tar" mirror=()
   # mmdebstrap's default mirror unless FLOTILLA_DEBIAN_MIRROR names another; validity
@@ -126,6 +129,9 @@ ensure_base() {
   mmdebstrap --quiet --variant=minbase --format=tar \
     --include=python3,python3-venv,python-is-python3,ca-certificates,tini \
     --aptopt='Acquire::Check-Valid-Until "false"' \
+    --dpkgopt='path-exclude=/usr/share/doc/*' --dpkgopt='path-include=/usr/share/doc/*/copyright' \
+    --dpkgopt='path-exclude=/usr/share/man/*' --dpkgopt='path-exclude=/usr/share/info/*' \
+    --dpkgopt='path-exclude=/usr/share/locale/*' --dpkgopt='path-include=/usr/share/locale/locale.alias' \
     --customize-hook='rm -rf "$1"/var/lib/apt/lists/* "$1"/var/cache/apt/*.bin' \
     bookworm "$tarball" "${mirror[@]}"
   podman import \
