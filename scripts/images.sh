@@ -232,7 +232,10 @@ smoke_one() {
   fi
   # 143: uvicorn re-raises SIGTERM after its graceful shutdown; under dumb-init (not PID 1)
   # that ends the process by the signal, once the shutdown below has completed.
-  if [ "$name" != operator ] && ! podman logs "$container" 2>&1 | grep -q "Application shutdown complete"; then
+  # (the log read whole first: `grep -q` closing a pipe early would fail it under pipefail)
+  local logged
+  logged="$(podman logs "$container" 2>&1)"
+  if [ "$name" != operator ] && [[ "$logged" != *"Application shutdown complete"* ]]; then
     fail_smoke "$container" "no graceful shutdown in the log after SIGTERM"; return 1
   fi
   record "flotilla-$name" sigterm "${took}s,exit=$code"
