@@ -41,7 +41,14 @@ BASE_IMAGE="${PYTHON_IMAGE:-$STANDIN_BASE}"
 TAG="${FLOTILLA_IMAGE_TAG:-dev}"
 SMOKE="${FLOTILLA_IMAGES_SMOKE:-1}"
 BUILD="${FLOTILLA_IMAGES_BUILD:-1}"
-SERVICES=(gateway auth users tasks data)
+# Every service in services/kit/catalog.py (the one service list; loaded alone, it needs
+# nothing but the standard library).
+read -r -a SERVICES <<<"$(python3 -c "
+import importlib.util as u, sys
+spec = u.spec_from_file_location('catalog', '$ROOT/services/kit/catalog.py')
+module = u.module_from_spec(spec); sys.modules['catalog'] = module; spec.loader.exec_module(module)
+print(' '.join(service.name for service in module.SERVICES))")"
+[ ${#SERVICES[@]} -gt 0 ] || { echo "[images] error: no service in services/kit/catalog.py" >&2; exit 1; }
 CA_BUNDLE="${FLOTILLA_CA_BUNDLE:-/etc/ssl/certs/ca-certificates.crt}"
 SERVICE_GRACE=30   # charts/service/values.yaml terminationGracePeriodSeconds
 OPERATOR_GRACE=60  # charts/flotilla-operator/templates/deployment.yaml
@@ -250,6 +257,7 @@ main() {
   fi
   local names=("$@")
   [ ${#names[@]} -eq 0 ] && names=("${SERVICES[@]}" operator)
+  log "images: ${names[*]}"
   ensure_tools
   configure
   local name
