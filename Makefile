@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 
-.PHONY: up test chaos lint typecheck pytest servers install install-runtime clean
+.PHONY: up test chaos lint typecheck pytest servers images lock install install-runtime clean
 
 # setuptools' notice on every editable build ("Editable installation ... be careful with
 # folders named like your package") says nothing actionable here; every other warning shows.
@@ -37,6 +37,19 @@ up: install-runtime
 ## servers: install PostgreSQL, Redis and Prometheus via apt when missing (needs root)
 servers:
 	bash scripts/ensure-servers.sh
+
+## images: build every image (five services, operator) with podman and smoke-test each as the
+## charts run it (UID 10001, read-only root, no capabilities, health 200, SIGTERM); installs
+## podman & co. via apt and builds a Debian stand-in base when missing (needs root);
+## IMAGES="tasks operator" builds only those; times and sizes in ~/.cache/flotilla-images/report.tsv
+IMAGES ?=
+images:
+	bash scripts/images.sh $(IMAGES)
+
+## lock: regenerate requirements/{operator,service,build}.txt (pinned, with hashes) from
+## pyproject.toml; the Dockerfiles install only these
+lock: install
+	bash scripts/lock.sh
 
 lint: install
 	$(BIN)/ruff check .

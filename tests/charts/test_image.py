@@ -62,15 +62,18 @@ def test_hadolint_is_clean(dockerfile):
 
 
 def test_final_stage_runs_flotilla_serve_as_a_numeric_non_root_user():
-    final = dict(_final_stage(DOCKERFILE.read_text()))
-    assert json.loads(final["ENTRYPOINT"]) == ["flotilla", "serve"], "exec form, so SIGTERM reaches uvicorn"
+    stage = _final_stage(DOCKERFILE.read_text())
+    final = dict(stage)
+    assert json.loads(final["ENTRYPOINT"]) == ["dumb-init", "--", "flotilla", "serve"], (
+        "exec form under an init, so SIGTERM reaches uvicorn"
+    )
     cmd = json.loads(final["CMD"])
     assert cmd == ["--host", "0.0.0.0", "--port", str(catalog.CONTAINER_PORT),
                    "--metrics-port", str(catalog.CONTAINER_METRICS_PORT)]
     assert final["EXPOSE"] == f"{catalog.CONTAINER_PORT} {catalog.CONTAINER_METRICS_PORT}"
     assert re.fullmatch(r"\d+:\d+", final["USER"])
     assert not final["USER"].startswith("0:")
-    assert final["ARG"] == "SERVICE"
+    assert ("ARG", "SERVICE") in stage
     assert "FLOTILLA_SERVICE=${SERVICE}" in final["ENV"]
 
 
@@ -91,7 +94,7 @@ def test_dependencies_are_installed_before_the_sources_are_copied():
     deps_step = next(i for i, (k, a) in enumerate(steps) if k == "RUN" and "--requirement" in a)
     first_source_copy = next(i for i, (k, a) in enumerate(steps) if k == "COPY" and "services" in a)
     assert deps_step < first_source_copy, "the dependency layer must not depend on source files"
-    assert [a for k, a in steps[:deps_step] if k == "COPY"] == ["pyproject.toml ./"]
+    assert [a for k, a in steps[:deps_step] if k == "COPY"] == ["requirements ./requirements"]
 
 
 def test_dockerignore_keeps_what_the_build_copies():
@@ -111,9 +114,10 @@ def test_dockerignore_keeps_what_the_build_copies():
         return keep
 
     copied = [
-        args.split()[0]
+        source
         for keyword, args in _instructions(DOCKERFILE.read_text())
         if keyword == "COPY" and not args.startswith("--from")
+        for source in args.split()[:-1]
     ]
     for source in copied:
         assert included(source), f".dockerignore drops {source}, which the Dockerfile copies"
@@ -122,31 +126,6 @@ def test_dockerignore_keeps_what_the_build_copies():
 
 
 # --- the install steps, for real -------------------------------------------------------------
-
-
-def _requirement_closure(requirements: list[str]) -> set[str]:
-    """Every distribution the requirements pull in (markers evaluated, no extras of ours)."""
-    seen: set[str] = set()
-    todo = [Requirement(r) for r in requirements]
-    while todo:
-        requirement = todo.pop()
-        if requirement.marker and not requirement.marker.evaluate({"extra": ""}):
-            continue
-        name = canonicalize_name(requirement.name)
-        for extra in requirement.extras:
-            for raw in metadata.requires(name) or []:
-                dependency = Requirement(raw)
-                if dependency.marker and dependency.marker.evaluate({"extra": extra}):
-                    dependency.marker = None  # the extra is requested: the dependency is in
-                    todo.append(dependency)
-        if name in seen:
-            continue
-        seen.add(name)
-        for raw in metadata.requires(name) or []:
-            dependency = Requirement(raw)
-            if not dependency.marker or dependency.marker.evaluate({"extra": ""}):
-                todo.append(dependency)
-    return seen
 
 
 @pytest.fixture(scope="module")
@@ -158,15 +137,15 @@ def image_venv(tmp_path_factory) -> Iterator[Path]:
     context.mkdir()
     for keyword, args in _instructions(DOCKERFILE.read_text()):
         if keyword == "COPY" and not args.startswith("--from"):
-            source = args.split()[0]
-            if (ROOT / source).is_dir():
-                shutil.copytree(
-                    ROOT / source,
-                    context / source,
-                    ignore=shutil.ignore_patterns("__pycache__", "*.pyc", "*.egg-info", "Dockerfile"),
-                )
-            else:
-                shutil.copy2(ROOT / source, context / source)
+            for source in args.split()[:-1]:
+                if (ROOT / source).is_dir():
+                    shutil.copytree(
+                        ROOT / source,
+                        context / source,
+                        ignore=shutil.ignore_patterns("__pycache__", "*.pyc", "*.egg-info", "Dockerfile"),
+                    )
+                else:
+                    shutil.copy2(ROOT / source, context / source)
     wheels = work / "wheels"
     # `pip wheel --no-deps .` as in the builder stage (build isolation fetches the
     # build backend pyproject.toml asks for, as docker build does).
@@ -209,16 +188,36 @@ def image_venv(tmp_path_factory) -> Iterator[Path]:
     shutil.rmtree(work, ignore_errors=True)
 
 
-def test_requirements_step_lists_the_runtime_dependencies(tmp_path):
-    text = DOCKERFILE.read_text()
-    match = re.search(r'python -c "(import tomllib.*?)"\s*\\?\s*>', text, re.S)
-    assert match, "the Dockerfile no longer extracts requirements from pyproject.toml"
-    (tmp_path / "pyproject.toml").write_bytes((ROOT / "pyproject.toml").read_bytes())
-    result = subprocess.run(
-        [sys.executable, "-c", match.group(1)], capture_output=True, text=True, check=True, cwd=tmp_path
-    )
-    declared = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
-    assert result.stdout.split("\n")[:-1] == declared
+def _locked(lock: str) -> dict[str, str]:
+    """{distribution: pinned version} of a requirements/*.txt lock."""
+    pins = re.findall(r"^([A-Za-z0-9_.\-]+)==(\S+) \\$", (ROOT / "requirements" / lock).read_text(), re.M)
+    return {canonicalize_name(name): version for name, version in pins}
+
+
+@pytest.mark.parametrize(("dockerfile", "lock"), [(DOCKERFILE, "service.txt"),
+                                                  (ROOT / "operator" / "Dockerfile", "operator.txt")],
+                         ids=["services", "operator"])
+def test_requirements_step_installs_the_lock_with_hashes(dockerfile, lock):
+    runs = [args for keyword, args in _instructions(dockerfile.read_text()) if keyword == "RUN"]
+    assert any(f"--require-hashes --requirement requirements/{lock}" in run for run in runs), runs
+    assert all("--require-hashes" in run for run in runs if "pip install" in run and "--requirement" in run)
+    text = (ROOT / "requirements" / lock).read_text()
+    pins = _locked(lock)
+    assert text.count("==") == len(pins), "every requirement is pinned"
+    assert text.count("--hash=sha256:") >= len(pins), "every pin has hashes"
+    declared = [Requirement(r) for r in tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]]
+    operator_only = {"kopf", "kubernetes"}
+    for requirement in declared:
+        name = canonicalize_name(requirement.name)
+        if lock == "service.txt" and name in operator_only:
+            assert name not in pins, f"{name} is for the operator image only"
+            continue
+        assert name in pins, f"{name} (pyproject.toml) is not in requirements/{lock}: run `make lock`"
+        assert requirement.specifier.contains(pins[name], prereleases=True), (
+            f"requirements/{lock} pins {name}=={pins[name]}, outside pyproject's {requirement}: run `make lock`"
+        )
+    for name, version in _locked("service.txt").items():
+        assert _locked("operator.txt").get(name) == version, f"{name}: the two locks pin different versions"
 
 
 @pytest.mark.slow
@@ -284,8 +283,8 @@ def test_wheel_code_imports_only_declared_runtime_dependencies(image_venv, packa
     scanned = subprocess.run([sys.executable, "-c", IMPORT_SCAN, str(site), package], capture_output=True, text=True,
                              timeout=120, check=True)
     imported: dict[str, list[str]] = json.loads(scanned.stdout)
-    declared = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
-    allowed = _requirement_closure(declared)
+    # What the image installs: the lock of its kind (the service images have no kopf).
+    allowed = set(_locked("service.txt" if package == "services" else "operator.txt"))
     providers = metadata.packages_distributions()
     undeclared = {
         top: sorted(files)[:3]

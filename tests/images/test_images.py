@@ -1,0 +1,61 @@
+"""The images, really built and really run (issue 16 item 1): scripts/images.sh under pytest.
+
+`make images` builds and smoke-tests all six images; this test builds the set CI can afford
+(FLOTILLA_TEST_IMAGES, default one service image and the operator: each further service
+image is the same Dockerfile with another SERVICE) with podman and smoke-tests each as the
+charts run it: UID 10001, read-only root with a tmpfs /tmp only, every capability dropped,
+health endpoints answer 200, SIGTERM ends the container within the grace period.
+
+It skips, saying why, only where this machine cannot run podman: podman is absent and
+cannot be installed (not root), or `podman info` fails with the script's configuration.
+Build artefacts (the Debian stand-in base, the layer cache) stay in ~/.cache/flotilla-images,
+so later runs on the same machine rebuild only what changed.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+SCRIPT = ROOT / "scripts" / "images.sh"
+IMAGES = os.environ.get("FLOTILLA_TEST_IMAGES", "tasks operator").split()
+
+pytestmark = [pytest.mark.images, pytest.mark.slow]
+
+
+def _script(*args: str, timeout: int, **env: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        ["nice", "-n", "10", "bash", str(SCRIPT), *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+        env={**os.environ, **env},
+    )
+
+
+@pytest.fixture(scope="module")
+def built_images() -> list[str]:
+    if shutil.which("podman") is None and os.geteuid() != 0:
+        pytest.skip("podman is not installed and this user cannot install it (make images needs root for apt-get)")
+    if shutil.which("podman") is not None:
+        check = _script("--check", timeout=120)
+        if check.returncode != 0:
+            pytest.skip(f"podman cannot run on this machine: {check.stdout.strip()} {check.stderr.strip()[-500:]}")
+    # Installs podman & co. when missing (root), builds the base when missing, then the images.
+    result = _script(*IMAGES, timeout=1500, FLOTILLA_IMAGES_SMOKE="0")
+    assert result.returncode == 0, f"scripts/images.sh {' '.join(IMAGES)} failed:\n{result.stderr[-4000:]}"
+    return IMAGES
+
+
+@pytest.mark.timeout(1800)
+@pytest.mark.parametrize("image", IMAGES)
+def test_image_builds_and_runs_as_the_chart_runs_it(built_images, image):
+    result = _script(image, timeout=300, FLOTILLA_IMAGES_BUILD="0")
+    assert result.returncode == 0, f"smoke test of flotilla-{image} failed:\n{result.stderr[-4000:]}"
+    assert f"smoke ok: flotilla-{image}" in result.stderr
