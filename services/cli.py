@@ -236,7 +236,7 @@ def _monitoring(names: list[str], namespace: str, availability: float, latency_p
     return dashboards, specs
 
 
-@app.command()
+@app.command(short_help="Print the Grafana dashboard generated for a service.")
 def dashboards(
     service: Annotated[str, typer.Argument(help="the ServiceSpec's name (gateway, tasks, ...)")],
     namespace: Namespace = "flotilla",
@@ -255,7 +255,7 @@ def dashboards(
     typer.echo(json.dumps(body, indent=2, sort_keys=True))
 
 
-@app.command()
+@app.command(short_help="Print the Prometheus rules generated for services.")
 def rules(
     services: Annotated[list[str] | None, typer.Argument(
         help="ServiceSpec names (`operator`: the operator's own alerts); none: every Flotilla "

@@ -61,7 +61,7 @@ async def test_the_gateway_vouches_for_the_address_it_saw_and_drops_what_the_cli
               "X-Real-IP": "203.0.113.9", CLIENT_HEADER: "203.0.113.9", TOKEN_HEADER: "guessed"}
     async with gateway(tasks_url=url, forwarding_token=TOKEN) as client:
         assert (await client.get("/api/v1/tasks", headers=forged)).status_code == 200
-    seen = recorder.requests[-1].headers
+    seen = recorder.last().headers
     assert seen["x-forwarded-for"] == "127.0.0.1"  # the test client's address, once; no client-sent chain
     assert seen[CLIENT_HEADER] == "127.0.0.1"
     assert seen[TOKEN_HEADER] == TOKEN

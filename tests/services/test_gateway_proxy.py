@@ -72,7 +72,7 @@ async def test_forwarded_headers_and_hop_by_hop_filtering(
                "TE": "trailers", "Upgrade": "h2c", "Accept": "application/json", "X-Forwarded-For": "203.0.113.9"}
     response = await client.get("/api/v1/tasks?limit=3", headers=headers)
     assert response.status_code == 200
-    seen = recorder.requests[-1]
+    seen = recorder.last()
     assert seen.path == "/api/v1/tasks"
     assert seen.headers["authorization"] == headers["Authorization"]
     assert seen.headers["accept"] == "application/json"
@@ -91,11 +91,11 @@ async def test_request_id_travels_to_the_service_and_back(
     _, recorder = tasks
     given = await client.get("/api/v1/tasks", headers={**auth_header("alice"), "X-Request-ID": "trace-42"})
     assert given.headers["x-request-id"] == "trace-42"
-    assert recorder.requests[-1].headers["x-request-id"] == "trace-42"
+    assert recorder.last().headers["x-request-id"] == "trace-42"
 
     generated = await client.get("/api/v1/tasks", headers=auth_header("alice"))
     assert generated.headers["x-request-id"]
-    assert recorder.requests[-1].headers["x-request-id"] == generated.headers["x-request-id"]
+    assert recorder.last().headers["x-request-id"] == generated.headers["x-request-id"]
 
 
 def _forged_tokens() -> dict[str, str]:

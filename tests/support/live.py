@@ -136,6 +136,11 @@ class Recorder:
         """Requests seen (by method, under ``prefix``); health probes are not counted by default."""
         return sum(1 for r in self.requests if (method is None or r.method == method) and r.path.startswith(prefix))
 
+    def last(self, *, prefix: str = "/api/") -> SeenRequest:
+        """The latest request under ``prefix``: the gateway's health checks of its upstreams
+        arrive at any moment, so "the last request" alone may be one of those."""
+        return next(r for r in reversed(self.requests) if r.path.startswith(prefix))
+
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
             headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
