@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import builtins
 import json
-import shutil
 from pathlib import Path
 from typing import Any
 
@@ -39,7 +38,6 @@ def test_dashboards_as_the_configmap_the_grafana_sidecar_loads() -> None:
     assert configmap["metadata"]["labels"]["grafana_dashboard"] == "1"
 
 
-@pytest.mark.skipif(shutil.which("promtool") is None, reason="promtool comes with Debian's prometheus")
 def test_rules_of_every_service_is_one_file_promtool_accepts(tmp_path: Path) -> None:
     result = runner.invoke(app, ["rules"])
     assert result.exit_code == 0, result.output

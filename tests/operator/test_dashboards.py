@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
-import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +13,7 @@ from flotilla_operator import dashboards, spec
 from flotilla_operator.settings import OperatorSettings
 
 from services.kit import metric_names
+from tests.support.prometheus import promtool_check_rules
 
 SPEC = spec.parse({"metadata": {"name": "tasks", "namespace": "flotilla"},
                    "spec": {"dashboards": {"slo": {"availability": 99.5, "latencyP95Ms": 250}}}})
@@ -76,7 +75,6 @@ def test_burn_rate_alerts_follow_the_workbook() -> None:
     assert any('le="0.3"' in e for e in dashboards.all_expressions(SPEC))
 
 
-@pytest.mark.skipif(shutil.which("promtool") is None, reason="promtool comes with Debian's prometheus")
 def test_rules_and_dashboard_queries_pass_promtool(tmp_path: Path) -> None:
     rule = dashboards.prometheus_rule(SPEC)
     rules_file = tmp_path / "rules.yaml"
@@ -86,8 +84,7 @@ def test_rules_and_dashboard_queries_pass_promtool(tmp_path: Path) -> None:
     panels_file = tmp_path / "panels.yaml"
     panels_file.write_text(yaml.safe_dump({"groups": [{"name": "panels", "rules": [
         {"record": f"dashboard:query{i}:check", "expr": q} for i, q in enumerate(panel_queries)]}]}))
-    result = subprocess.run(["promtool", "check", "rules", str(rules_file), str(panels_file)],
-                            capture_output=True, text=True, check=False)
+    result = promtool_check_rules(rules_file, panels_file)
     assert result.returncode == 0, result.stdout + result.stderr
 
 

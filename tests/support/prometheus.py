@@ -139,11 +139,12 @@ class PromQLError(AssertionError):
     pass
 
 
-def promtool_check_rules(path: Path) -> subprocess.CompletedProcess[str]:
+def promtool_check_rules(*paths: Path) -> subprocess.CompletedProcess[str]:
     """``promtool check rules`` with every lint fatal: duplicate rules (same name and
-    labels, which one Prometheus loading every service's rules would mix up) fail it."""
+    labels, which one Prometheus loading every service's rules would mix up) fail it.
+    ``make test`` installs promtool; without it this raises rather than skips."""
     return subprocess.run([binary("promtool", PROMTOOL_BIN), "check", "rules", "--lint=all", "--lint-fatal",
-                           str(path)], capture_output=True, text=True, check=False)
+                           *map(str, paths)], capture_output=True, text=True, check=False)
 
 
 def promtool_test_rules(path: Path) -> subprocess.CompletedProcess[str]:
