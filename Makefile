@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 
-.PHONY: up test chaos lint typecheck pytest servers images lock install install-runtime clean
+.PHONY: up test chaos lint typecheck pytest servers images kube-play kube-play-down lock install install-runtime clean
 
 # setuptools' notice on every editable build ("Editable installation ... be careful with
 # folders named like your package") says nothing actionable here; every other warning shows.
@@ -46,6 +46,16 @@ IMAGES ?=
 images:
 	bash scripts/images.sh $(IMAGES)
 
+## kube-play: the umbrella chart with values-dev.yaml, rendered by Helm's engine and run as
+## containers with `podman kube play` (no cluster): builds the images, PostgreSQL/Redis
+## stand-ins from Debian packages, runs migrations, probes and the chart's helm tests, then
+## prints the gateway's 127.0.0.1 URL; `python -m kubeplay gaps` lists what is emulated
+kube-play: install
+	$(BIN)/python -m kubeplay up $(ARGS)
+
+kube-play-down: install
+	$(BIN)/python -m kubeplay down $(ARGS)
+
 ## lock: regenerate requirements/{operator,service,build}.txt (pinned, with hashes) from
 ## pyproject.toml; the Dockerfiles install only these
 lock: install
@@ -55,7 +65,7 @@ lint: install
 	$(BIN)/ruff check .
 
 typecheck: install
-	$(BIN)/mypy services operator/flotilla_operator loadtest
+	$(BIN)/mypy services operator/flotilla_operator loadtest kubeplay
 
 ## pytest: the whole suite in random order (pytest-randomly prints the seed; replay an order
 ## with `make pytest PYTEST_ARGS=--randomly-seed=<seed>`), then the 15 slowest tests

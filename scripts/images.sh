@@ -7,9 +7,10 @@
 #   FLOTILLA_IMAGES_SMOKE=0 bash scripts/images.sh   # build only
 #   FLOTILLA_IMAGES_BUILD=0 bash scripts/images.sh tasks   # smoke-test the built image only
 #   bash scripts/images.sh --check          # exit 0 when podman can run here, else say why
+#   bash scripts/images.sh --env            # KEY=VALUE: the podman config, base and tag in use
 #
 # What it does:
-#   * installs podman, buildah, runc, uidmap, slirp4netns, fuse-overlayfs, mmdebstrap via
+#   * installs podman, buildah, runc, uidmap, slirp4netns, fuse-overlayfs, mmdebstrap, catatonit via
 #     apt-get when missing (as root, like scripts/ensure-servers.sh);
 #   * configures podman privately: containers.conf and storage.conf under
 #     $FLOTILLA_IMAGES_HOME (default ~/.cache/flotilla-images), passed through
@@ -68,6 +69,8 @@ ensure_tools() {
   command -v slirp4netns >/dev/null 2>&1 || missing+=(slirp4netns)
   command -v fuse-overlayfs >/dev/null 2>&1 || missing+=(fuse-overlayfs)
   command -v mmdebstrap >/dev/null 2>&1 || missing+=(mmdebstrap)
+  # The pause process of a pod's infra container (`podman kube play`: kubeplay/).
+  command -v catatonit >/dev/null 2>&1 || missing+=(catatonit)
   [ ${#missing[@]} -eq 0 ] && return 0
   if [ "$(id -u)" -ne 0 ]; then
     die "missing: ${missing[*]}; install them with: sudo apt-get install -y ${missing[*]}"
@@ -253,6 +256,13 @@ smoke_one() {
 main() {
   if [ "${1:-}" = --check ]; then
     check
+    return
+  fi
+  if [ "${1:-}" = --env ]; then
+    # For other scripts driving podman (python -m kubeplay): the same private config.
+    configure
+    printf '%s\n' "CONTAINERS_CONF=$CONTAINERS_CONF" "CONTAINERS_STORAGE_CONF=$CONTAINERS_STORAGE_CONF" \
+      "FLOTILLA_BASE_IMAGE=$BASE_IMAGE" "FLOTILLA_IMAGE_TAG=$TAG" "FLOTILLA_BUILD_ULIMITS=${ULIMITS[*]}"
     return
   fi
   local names=("$@")

@@ -66,3 +66,10 @@ def test_troubleshooting_covers_the_common_errors() -> None:
     for topic in ("already in use", "DATABASE_URL", "cannot connect to the database", "redis is unreachable",
                   "`429`", "`503`"):
         assert topic in section, topic
+
+
+def test_the_kube_play_gaps_are_the_ones_kubeplay_prints() -> None:
+    from kubeplay.plan import GAPS
+
+    section = README.split("### The chart's pods, run here")[1].split("\n### ")[0]
+    assert re.findall(r"^- \*\*(.+?):\*\*", section, flags=re.MULTILINE) == list(GAPS)
