@@ -34,7 +34,7 @@ ARGS ?=
 up: install-runtime
 	$(BIN)/flotilla up $(ARGS)
 
-## servers: install PostgreSQL, Redis and Prometheus via apt when missing (needs root)
+## servers: install PostgreSQL, Redis, Prometheus, wrk and Chromium via apt when missing (needs root)
 servers:
 	bash scripts/ensure-servers.sh
 

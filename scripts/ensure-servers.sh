@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# Make sure the real servers the tests start (PostgreSQL, Redis, Prometheus/promtool) and
-# the load generator the loadtest tests drive (wrk)
-# are installed. Installs them with apt-get when missing and running as root;
+# Make sure the real servers the tests start (PostgreSQL, Redis, Prometheus/promtool),
+# the load generator the loadtest tests drive (wrk) and the browser that renders the API
+# docs (Chromium, driven by Playwright: tests/e2e/test_docs_browser.py) are installed. Installs them with apt-get when missing and running as root;
 # otherwise says what to install. The tests start and stop their own instances.
 set -euo pipefail
 
@@ -10,6 +10,8 @@ ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing+=(postgresql)
 command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
 command -v promtool >/dev/null 2>&1 || missing+=(prometheus)
 command -v wrk >/dev/null 2>&1 || missing+=(wrk)  # the load generator of the loadtest tests
+# Debian's Chromium; Playwright never downloads a browser of its own (tests/support/browser.py).
+[ -x /usr/bin/chromium ] || missing+=(chromium)
 
 if [ ${#missing[@]} -eq 0 ]; then
   exit 0
