@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Make sure the real servers the tests start (PostgreSQL, Redis, Prometheus/promtool),
 # the load generator the loadtest tests drive (wrk) and the browser that renders the API
-# docs (Chromium, driven by Playwright: tests/e2e/test_docs_browser.py) are installed. Installs them with apt-get when missing and running as root;
-# otherwise says what to install. The tests start and stop their own instances.
+# docs (Chromium, driven by Playwright: tests/e2e/test_docs_browser.py) are installed.
+# Installs them with apt-get when missing and running as root; otherwise says what to
+# install. The tests start and stop their own instances.
 set -euo pipefail
 
 missing=()
