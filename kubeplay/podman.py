@@ -46,8 +46,11 @@ class Podman:
 
     def __call__(self, *args: str, check: bool = True, timeout: float = 600, stdin: bytes | None = None
                  ) -> subprocess.CompletedProcess[bytes]:
-        result = subprocess.run(["podman", *args], env=self.env, capture_output=True, timeout=timeout,
-                                input=stdin, check=False)
+        try:
+            result = subprocess.run(["podman", *args], env=self.env, capture_output=True, timeout=timeout,
+                                    input=stdin, check=False)
+        except FileNotFoundError:
+            raise PodmanError("podman is not installed; `make images` installs it (as root)") from None
         if check and result.returncode != 0:
             raise PodmanError(f"podman {shlex.join(args)[:300]} failed ({result.returncode}): "
                               f"{result.stderr.decode(errors='replace').strip()[-2000:]}")
