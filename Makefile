@@ -49,12 +49,12 @@ images:
 ## kube-play: the umbrella chart with values-dev.yaml, rendered by Helm's engine and run as
 ## containers with `podman kube play` (no cluster): builds the images, PostgreSQL/Redis
 ## stand-ins from Debian packages, runs migrations, probes and the chart's helm tests, then
-## prints the gateway's 127.0.0.1 URL; `python -m kubeplay gaps` lists what is emulated
+## prints the gateway's 127.0.0.1 URL; `python -m scripts.kubeplay gaps` lists what is emulated
 kube-play: install
-	$(BIN)/python -m kubeplay up $(ARGS)
+	$(BIN)/python -m scripts.kubeplay up $(ARGS)
 
 kube-play-down: install
-	$(BIN)/python -m kubeplay down $(ARGS)
+	$(BIN)/python -m scripts.kubeplay down $(ARGS)
 
 ## lock: regenerate requirements/{operator,service,build}.txt (pinned, with hashes) from
 ## pyproject.toml; the Dockerfiles install only these
@@ -65,7 +65,7 @@ lint: install
 	$(BIN)/ruff check .
 
 typecheck: install
-	$(BIN)/mypy services operator/flotilla_operator loadtest kubeplay
+	$(BIN)/mypy services operator/flotilla_operator loadtest scripts/kubeplay
 
 ## pytest: the whole suite in random order (pytest-randomly prints the seed; replay an order
 ## with `make pytest PYTEST_ARGS=--randomly-seed=<seed>`), then the 15 slowest tests

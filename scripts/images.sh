@@ -69,7 +69,7 @@ ensure_tools() {
   command -v slirp4netns >/dev/null 2>&1 || missing+=(slirp4netns)
   command -v fuse-overlayfs >/dev/null 2>&1 || missing+=(fuse-overlayfs)
   command -v mmdebstrap >/dev/null 2>&1 || missing+=(mmdebstrap)
-  # The pause process of a pod's infra container (`podman kube play`: kubeplay/).
+  # The pause process of a pod's infra container (`podman kube play`: scripts/kubeplay/).
   command -v catatonit >/dev/null 2>&1 || missing+=(catatonit)
   [ ${#missing[@]} -eq 0 ] && return 0
   if [ "$(id -u)" -ne 0 ]; then
@@ -259,7 +259,7 @@ main() {
     return
   fi
   if [ "${1:-}" = --env ]; then
-    # For other scripts driving podman (python -m kubeplay): the same private config.
+    # For other scripts driving podman (python -m scripts.kubeplay): the same private config.
     configure
     printf '%s\n' "CONTAINERS_CONF=$CONTAINERS_CONF" "CONTAINERS_STORAGE_CONF=$CONTAINERS_STORAGE_CONF" \
       "FLOTILLA_BASE_IMAGE=$BASE_IMAGE" "FLOTILLA_IMAGE_TAG=$TAG" "FLOTILLA_BUILD_ULIMITS=${ULIMITS[*]}"

@@ -69,7 +69,7 @@ def test_troubleshooting_covers_the_common_errors() -> None:
 
 
 def test_the_kube_play_gaps_are_the_ones_kubeplay_prints() -> None:
-    from kubeplay.plan import GAPS
+    from scripts.kubeplay.plan import GAPS
 
     section = README.split("### The chart's pods, run here")[1].split("\n### ")[0]
     assert re.findall(r"^- \*\*(.+?):\*\*", section, flags=re.MULTILINE) == list(GAPS)

@@ -1,4 +1,4 @@
-"""The rendered chart, run for real (issue 16 item 2): `python -m kubeplay up` under pytest.
+"""The rendered chart, run for real (issue 16 item 2): `python -m scripts.kubeplay up` under pytest.
 
 The umbrella chart with values-dev.yaml, rendered by Helm's engine, runs as containers with
 `podman kube play`: the five service images, PostgreSQL and Redis stand-ins built from
@@ -24,8 +24,8 @@ import httpx
 import pytest
 import yaml
 
-from kubeplay import plan as planning
-from kubeplay.podman import Podman, podman_env
+from scripts.kubeplay import plan as planning
+from scripts.kubeplay.podman import Podman, podman_env
 from tests.support.polling import eventually_sync
 from tests.support.stack import bearer, register_and_login
 
@@ -33,7 +33,7 @@ ROOT = Path(__file__).resolve().parents[2]
 RELEASE = "kubeplay-test"
 
 def _kubeplay(*args: str, timeout: float) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(["nice", "-n", "10", sys.executable, "-m", "kubeplay", *args, "--release", RELEASE],
+    return subprocess.run(["nice", "-n", "10", sys.executable, "-m", "scripts.kubeplay", *args, "--release", RELEASE],
                           capture_output=True, text=True, timeout=timeout, check=False, cwd=ROOT,
                           env={**os.environ})
 
@@ -94,7 +94,7 @@ def test_pods_run_with_the_charts_security_context_and_serve_metrics_on_the_serv
 
 def test_every_service_of_the_render_is_reachable_by_its_cluster_names():
     """The plan alone (no podman): Services resolve everywhere, ports translate as kube-proxy's."""
-    from kubeplay.__main__ import render
+    from scripts.kubeplay.__main__ import render
 
     objects = render("flotilla", "flotilla", "dev", {"postgresql": "pg", "redis": "redis"})
     plan = planning.build(objects, subnet="10.89.5.0/24", proxy_image="proxy",

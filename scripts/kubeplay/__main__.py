@@ -1,10 +1,10 @@
-"""`python -m kubeplay up|down`: the umbrella chart with its dev values, rendered by Helm's
+"""`python -m scripts.kubeplay up|down`: the umbrella chart with its dev values, rendered by Helm's
 own engine and run as real containers with `podman kube play` (no cluster needed).
 
     make kube-play            # build the images, play the chart, print the gateway's URL
     make kube-play-down       # remove every pod, volume, secret and the network
 
-What a cluster would do that podman cannot is emulated or listed: `python -m kubeplay gaps`.
+What a cluster would do that podman cannot is emulated or listed: `python -m scripts.kubeplay gaps`.
 """
 
 from __future__ import annotations
@@ -18,11 +18,11 @@ from typing import Annotated, Any
 import typer
 import yaml
 
-from kubeplay import plan as planning
-from kubeplay.podman import STANDIN_TARGETS, Podman, PodmanError, podman_env
+from scripts.kubeplay import plan as planning
+from scripts.kubeplay.podman import STANDIN_TARGETS, Podman, PodmanError, podman_env
 from services.kit import catalog
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 CHART = ROOT / "charts" / "flotilla"
 DEV_VALUES = CHART / "values-dev.yaml"
 
@@ -134,7 +134,7 @@ def up(
         raise
     for line in plan.dropped:
         _say(f"not played: {line}")
-    _say(f"the chart is up: gateway at {state['url']} (python -m kubeplay gaps: what podman does not emulate)")
+    _say(f"the chart is up: gateway at {state['url']} (python -m scripts.kubeplay gaps: what podman does not emulate)")
     print(state["url"])
 
 

@@ -1,4 +1,4 @@
-"""Driving podman for a :class:`kubeplay.plan.Plan`: images, network, secrets, pods, probes.
+"""Driving podman for a :class:`scripts.kubeplay.plan.Plan`: images, network, secrets, pods, probes.
 
 podman runs with scripts/images.sh's private configuration (its `--env`), so what
 `make images` built is what plays here, and the machine's own podman setup is untouched.
@@ -19,9 +19,9 @@ from typing import Any
 
 import yaml
 
-from kubeplay.plan import Plan, Workload
+from scripts.kubeplay.plan import Plan, Workload
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 IMAGES_SCRIPT = ROOT / "scripts" / "images.sh"
 STANDIN_DIR = Path(__file__).resolve().parent / "standin"
 STANDIN_TARGETS = ("postgresql", "redis", "service-proxy")
@@ -113,7 +113,7 @@ class Podman:
             command = probe["exec"]["command"]
         else:
             action = probe.get("httpGet") or probe["tcpSocket"]
-            port = int(action["port"])  # kubeplay.plan resolved named ports
+            port = int(action["port"])  # plan.py resolved named ports
             if "httpGet" in probe:
                 url = f"http://127.0.0.1:{port}{action.get('path', '/')}"
                 code = (f"import urllib.request,sys; r=urllib.request.urlopen({url!r}, timeout={timeout}); "

@@ -39,7 +39,7 @@ DROPPED_KINDS = {
     "RoleBinding": "no Kubernetes API",
 }
 
-#: What podman cannot do as a cluster would, emulated or left out, by topic (`kubeplay gaps`;
+#: What podman cannot do as a cluster would, emulated or left out, by topic (`python -m scripts.kubeplay gaps`;
 #: README's "The chart's pods, run here" has one bullet per topic, a test keeps them equal).
 GAPS = {
     "Services": "socat forwarders at fixed addresses stand in for kube-proxy; a headless Service resolves to "
@@ -123,7 +123,7 @@ def build(
         elif kind in DROPPED_KINDS:
             plan.dropped.append(f"{kind}/{name}: {DROPPED_KINDS[kind]}")
         elif kind != "ConfigMap":
-            raise PlanError(f"{kind}/{name}: no podman equivalent known; add it to kubeplay.plan")
+            raise PlanError(f"{kind}/{name}: no podman equivalent known; add it to scripts/kubeplay/plan.py")
 
     aliases: list[Obj] = []
     for service in services:

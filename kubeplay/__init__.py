@@ -1,1 +1,0 @@
-"""Run the Helm chart's pods as real containers with podman kube play: `python -m kubeplay`."""

@@ -1,0 +1,1 @@
+"""Run the Helm chart's pods as real containers with podman kube play: `python -m scripts.kubeplay`."""
