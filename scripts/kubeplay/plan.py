@@ -55,8 +55,8 @@ GAPS = {
                                 "init containers start after the others are ready",
     "emptyDir": "a podman volume of the pod's own, owned by its runAsUser/fsGroup (podman 4.3 would share one "
                 "named volume across all pods)",
-    "Probes": "kubeplay runs startup and readiness probes itself (podman exec); podman's liveness healthcheck "
-              "is scheduled by nothing without systemd",
+    "Probes": "kubeplay runs every startup, readiness and liveness probe itself (podman exec) until it passes "
+              "once; nothing probes afterwards (podman's healthchecks need systemd timers)",
     "Not played": "NetworkPolicy, ServiceAccounts, RBAC, Ingress/HTTPRoute, ServiceMonitor, topology spread, "
                   "preStop hooks",
 }
@@ -71,6 +71,9 @@ class Workload:
     documents: list[Obj]
     spec: Obj
     has_init_containers: bool = False
+    #: container name -> its probes in the order a kubelet starts them (startup, readiness,
+    #: liveness), taken out of the played spec: kubeplay runs them (see _take_probes).
+    probes: dict[str, list[Obj]] = field(default_factory=dict)
 
 
 @dataclass
@@ -149,7 +152,7 @@ def build(
 
     for workload in (*plan.workloads, *plan.tests):
         workload.spec["hostAliases"] = aliases
-        _unpublish(workload.spec)
+        workload.probes = _take_probes(workload.spec)
     return plan
 
 
@@ -227,23 +230,30 @@ def _pod_volumes(spec: Obj, pod_name: str, plan: Plan) -> list[Obj]:
     return claims
 
 
-def _unpublish(spec: Obj) -> None:
-    """Drop containerPorts, naming their numbers in the probes instead.
+def _take_probes(spec: Obj) -> dict[str, list[Obj]]:
+    """Drop containerPorts and probes from the played spec; return the probes, ports resolved.
 
     podman 4.3 publishes every containerPort on the host's 0.0.0.0 (the same port for
-    every pod, so the second pod's fails), where Kubernetes publishes none; pods reach each
-    other by address, and only the proxy of a published Service binds a host port.
+    every pod, so the second pod's fails), where Kubernetes publishes none: pods reach each
+    other by address, and only the proxy of a published Service binds a host port. It turns
+    probes into healthchecks that need systemd timers (none here; removing them then costs
+    seconds per container), so kubeplay runs the probes itself, named ports resolved here.
     """
+    probes: dict[str, list[Obj]] = {}
     for container in (*spec.get("initContainers", []), *spec.get("containers", [])):
         named = {port["name"]: port["containerPort"] for port in container.pop("ports", []) if "name" in port}
-        for probe_kind in ("startupProbe", "readinessProbe", "livenessProbe"):
-            action = (container.get(probe_kind) or {}).get("httpGet") or (container.get(probe_kind) or {}).get(
-                "tcpSocket")
+        for kind in ("startupProbe", "readinessProbe", "livenessProbe"):
+            probe = container.pop(kind, None)
+            if probe is None:
+                continue
+            action = probe.get("httpGet") or probe.get("tcpSocket")
             if action and isinstance(action["port"], str):
                 if action["port"] not in named:
-                    raise PlanError(f"container {container['name']}: {probe_kind} names port {action['port']!r}, "
+                    raise PlanError(f"container {container['name']}: {kind} names port {action['port']!r}, "
                                     "which it does not declare")
                 action["port"] = named[action["port"]]
+            probes.setdefault(container["name"], []).append(probe)
+    return probes
 
 
 def _config_maps_used(spec: Obj) -> set[str]:

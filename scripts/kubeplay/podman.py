@@ -97,16 +97,12 @@ class Podman:
         path.write_text(yaml.safe_dump_all(workload.documents, sort_keys=False))
         self("kube", "play", "--network", network, "--ip", workload.ip, "--build=false", str(path), timeout=900)
 
-    def containers(self, workload: Workload) -> dict[str, str]:
-        """Container name in the spec -> podman's container name (init containers excluded)."""
-        return {c["name"]: f"{workload.pod_name}-{c['name']}" for c in workload.spec["containers"]}
-
     def logs(self, container: str, lines: int = 40) -> str:
         result = self("logs", "--tail", str(lines), container, check=False)
         return (result.stdout + result.stderr).decode(errors="replace")
 
     # --- probes ------------------------------------------------------------------------
-    def probe(self, container: str, spec: dict[str, Any], probe: dict[str, Any]) -> bool:
+    def probe(self, container: str, probe: dict[str, Any]) -> bool:
         """One probe attempt as the kubelet would make it, run inside the container's network."""
         timeout = float(probe.get("timeoutSeconds", 1))
         if "exec" in probe:
@@ -127,18 +123,18 @@ class Podman:
             return False
 
     def wait_ready(self, workload: Workload, deadline_seconds: float) -> None:
-        """Every container's startup and readiness probes pass (a container without any: running)."""
+        """Every container's probes pass, in a kubelet's order (a container without any: running)."""
         deadline = time.monotonic() + deadline_seconds
         for spec in workload.spec["containers"]:
             container = f"{workload.pod_name}-{spec['name']}"
-            probes = [p for p in (spec.get("startupProbe"), spec.get("readinessProbe")) if p]
-            for probe in probes or [None]:
+            probes: list[dict[str, Any] | None] = [*workload.probes.get(spec["name"], [])] or [None]
+            for probe in probes:
                 while True:
                     if probe is None:
                         state = self("inspect", "--format", "{{.State.Running}}", container, check=False)
                         ok = state.stdout.strip() == b"true"
                     else:
-                        ok = self.probe(container, spec, probe)
+                        ok = self.probe(container, probe)
                     if ok:
                         break
                     if time.monotonic() > deadline:
@@ -155,8 +151,8 @@ class Podman:
 
     # --- teardown ------------------------------------------------------------------------
     def remove(self, plan_names: dict[str, list[str]], network: str) -> None:
-        for pod in plan_names.get("pods", []):
-            self("pod", "rm", "--force", "--time", "5", pod, check=False)
+        if plan_names.get("pods"):  # one call: podman stops them in parallel; no grace needed here
+            self("pod", "rm", "--force", "--time", "1", *plan_names["pods"], check=False)
         for volume in plan_names.get("volumes", []):
             self("volume", "rm", "--force", volume, check=False)
         for secret in plan_names.get("secrets", []):
