@@ -21,7 +21,7 @@ SERVICE_CHART = ROOT / "charts" / "service"
 UMBRELLA_CHART = ROOT / "charts" / "flotilla"
 CRD_FILE = ROOT / "operator" / "flotilla_operator" / "crd.yaml"
 SKAFFOLD_FILE = ROOT / "skaffold.yaml"
-DOCKERFILE = ROOT / "services" / "Dockerfile"
+DOCKERFILE = ROOT / "Dockerfile"
 
 #: ServiceMonitor's schema would come from the Prometheus Operator's CRDs, HTTPRoute's
 #: from the Gateway API's, neither vendored here; their fields are asserted by hand in
