@@ -10,18 +10,22 @@ BIN    := $(VENV)/bin
 PIP_QUIET := PYTHONWARNINGS="ignore:Editable installation"
 
 # Two installs into one venv: the runtime (what `make up` needs) and, on top, the dev
-# tools (what `make test` needs: mypy, locust, Helm SDK, schemathesis...). Each is redone
-# when pyproject.toml changes.
-$(VENV)/.runtime: pyproject.toml
+# tools (what `make test` needs: mypy, locust, Helm SDK, schemathesis...), each exactly
+# as locked with hashes (`make lock`): requirements/runtime.txt is the subset of
+# requirements/dev.txt that the images install too, so the tests run the versions that
+# ship. Redone when pyproject.toml or a lock changes.
+$(VENV)/.runtime: pyproject.toml requirements/runtime.txt
 	@echo "installing Flotilla into $(VENV) (runtime only; the first time takes a minute) ..."
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(PIP_QUIET) $(BIN)/pip install -q -e .
+	$(BIN)/pip install -q --no-deps --require-hashes --requirement requirements/runtime.txt
+	$(PIP_QUIET) $(BIN)/pip install -q --no-deps -e .
 	@touch $@
 
-$(VENV)/.dev: $(VENV)/.runtime
+$(VENV)/.dev: $(VENV)/.runtime requirements/dev.txt
 	@echo "installing the development tools into $(VENV) ..."
-	$(PIP_QUIET) $(BIN)/pip install -q -e '.[dev]'
+	$(BIN)/pip install -q --no-deps --require-hashes --requirement requirements/dev.txt
+	$(BIN)/pip check
 	@touch $@
 
 install-runtime: $(VENV)/.runtime
@@ -56,8 +60,8 @@ kube-play: install
 kube-play-down: install
 	$(BIN)/python -m scripts.kubeplay down $(ARGS)
 
-## lock: regenerate requirements/{operator,service,build}.txt (pinned, with hashes) from
-## pyproject.toml; the Dockerfiles install only these
+## lock: regenerate requirements/{dev,runtime,service,operator,build}.txt (pinned, with
+## hashes) from pyproject.toml; `make install` and the Dockerfile install only these
 lock: install
 	bash scripts/lock.sh
 

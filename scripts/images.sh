@@ -16,14 +16,15 @@
 #     $FLOTILLA_IMAGES_HOME (default ~/.cache/flotilla-images), passed through
 #     CONTAINERS_CONF / CONTAINERS_STORAGE_CONF; the machine's global config is untouched;
 #   * builds the stand-in base image localhost/flotilla-base:bookworm-rN from Debian packages
-#     (mmdebstrap --variant=minbase, no docs/man pages/locales, | podman import) when it
+#     (mmdebstrap --variant=minbase, no docs/man pages/locales/perl, | podman import) when it
 #     is missing; PYTHON_IMAGE picks
 #     another base (e.g. python:3.11-slim-bookworm where a registry is reachable);
-#   * builds flotilla-<service>:dev for the five services and flotilla-operator:dev with
-#     --pull=never;
+#   * builds flotilla-<service>:dev for the five services (--target service) and
+#     flotilla-operator:dev (--target operator) from the root Dockerfile with --pull=never;
 #   * smoke-tests each image the way the charts run it: UID 10001, read-only root with only
 #     a tmpfs /tmp (the chart's emptyDir), every capability dropped, no privilege
-#     escalation; services answer /health/live and /health/ready with 200 on embedded
+#     escalation, PID 1 dumb-init, no pip; services run `migrate` through the entrypoint
+#     (as the chart's init container) and answer /health/live and /health/ready with 200 on embedded
 #     defaults (SQLite under /tmp/.flotilla), the operator's /healthz answers; SIGTERM
 #     ends each within the chart's grace period (30 s services, 60 s operator);
 #   * prints build times and image sizes (and writes them to $FLOTILLA_IMAGES_HOME/report.tsv).
@@ -37,7 +38,7 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 HOME_DIR="${FLOTILLA_IMAGES_HOME:-${XDG_CACHE_HOME:-$HOME/.cache}/flotilla-images}"
 # The stand-in base's tag names its recipe: bump -rN when ensure_base changes what goes in.
-STANDIN_BASE=localhost/flotilla-base:bookworm-r2
+STANDIN_BASE=localhost/flotilla-base:bookworm-r3
 BASE_IMAGE="${PYTHON_IMAGE:-$STANDIN_BASE}"
 TAG="${FLOTILLA_IMAGE_TAG:-dev}"
 SMOKE="${FLOTILLA_IMAGES_SMOKE:-1}"
@@ -131,13 +132,17 @@ ensure_base() {
   [ "$BASE_IMAGE" = "$STANDIN_BASE" ] || die "base image $BASE_IMAGE is not in local storage (nothing is pulled)"
   log "building the stand-in base $BASE_IMAGE from Debian packages (mmdebstrap, ~2 min) ..."
   local start=$SECONDS tarball="$HOME_DIR/base.tar" mirror=()
+  # The merged-usr hook installs usr-is-merged right after the Essential set; otherwise
+  # init-system-helpers' "usrmerge | usr-is-merged" pulls usrmerge and with it perl
+  # (47 MB the images never run; python:3.11-slim has only perl-base).
   # mmdebstrap's default mirror unless FLOTILLA_DEBIAN_MIRROR names another; validity
   # checks off for snapshot mirrors. The tarball goes to a file first: an import from a
   # failed pipe would store an empty image.
   [ -n "${FLOTILLA_DEBIAN_MIRROR:-}" ] && mirror=("$FLOTILLA_DEBIAN_MIRROR")
   rm -f "$tarball"
   mmdebstrap --quiet --variant=minbase --format=tar \
-    --include=python3,python3-venv,python-is-python3,ca-certificates,tini \
+    --include=python3,python3-venv,python-is-python3,ca-certificates \
+    --hook-dir=/usr/share/mmdebstrap/hooks/merged-usr \
     --aptopt='Acquire::Check-Valid-Until "false"' \
     --dpkgopt='path-exclude=/usr/share/doc/*' --dpkgopt='path-include=/usr/share/doc/*/copyright' \
     --dpkgopt='path-exclude=/usr/share/man/*' --dpkgopt='path-exclude=/usr/share/info/*' \
@@ -164,16 +169,15 @@ record() {  # record IMAGE WHAT VALUE
 
 # --- build ---------------------------------------------------------------------------------
 build_one() {
-  local name=$1 dockerfile args=() start=$SECONDS
+  local name=$1 args=() start=$SECONDS
   if [ "$name" = operator ]; then
-    dockerfile="$ROOT/operator/Dockerfile"
+    args+=(--target operator)
   else
-    dockerfile="$ROOT/services/Dockerfile"
-    args+=(--build-arg "SERVICE=$name")
+    args+=(--target service --build-arg "SERVICE=$name")
   fi
   log "building flotilla-$name:$TAG ..."
   podman build --pull=never --quiet --layers --format docker "${ULIMITS[@]}" \
-    --file "$dockerfile" \
+    --file "$ROOT/Dockerfile" \
     --build-arg "PYTHON_IMAGE=$BASE_IMAGE" \
     --build-arg "VERSION=$VERSION" --build-arg "REVISION=$REVISION" --build-arg "SOURCE=$SOURCE" \
     "${args[@]}" \
@@ -215,17 +219,34 @@ smoke_one() {
   if [ "$name" = operator ]; then
     grace=$OPERATOR_GRACE
     urls=(http://127.0.0.1:8080/healthz)
+    # A pod's service-account mount, as the kubelet gives it: kopf logs in with it (the
+    # image has no Kubernetes client library) and retries, as no API server answers here.
+    mkdir -p "$HOME_DIR/serviceaccount"
+    printf smoke-test-token >"$HOME_DIR/serviceaccount/token"
+    printf flotilla >"$HOME_DIR/serviceaccount/namespace"
+    OPERATOR_RUN_FLAGS=(--volume "$HOME_DIR/serviceaccount:/var/run/secrets/kubernetes.io/serviceaccount:ro")
     podman run -d --name "$container" "${RUN_FLAGS[@]}" "${OPERATOR_RUN_FLAGS[@]}" \
       "localhost/flotilla-operator:$TAG" "${OPERATOR_ARGS[@]}" >/dev/null
   else
     grace=$SERVICE_GRACE
     urls=(http://127.0.0.1:8000/health/live http://127.0.0.1:8000/health/ready)
+    # The chart's init container first: `migrate` through the entrypoint (dumb-init).
+    if ! podman run --rm "${RUN_FLAGS[@]}" "localhost/flotilla-$name:$TAG" migrate "$name" --embedded >"$HOME_DIR/migrate.log" 2>&1; then
+      log "SMOKE FAIL flotilla-$name: migrate $name failed:"; tail -20 "$HOME_DIR/migrate.log" >&2; return 1
+    fi
     podman run -d --name "$container" "${RUN_FLAGS[@]}" "localhost/flotilla-$name:$TAG" >/dev/null
   fi
   [ "$(podman exec "$container" id -u)" = 10001 ] || { fail_smoke "$container" "not UID 10001"; return 1; }
-  if podman exec "$container" touch /opt/venv/write-test 2>/dev/null; then
-    fail_smoke "$container" "the root filesystem is writable"; return 1
+  # shellcheck disable=SC2016  # $VIRTUAL_ENV is the container's
+  if ! podman exec "$container" sh -c 'test -d "$VIRTUAL_ENV"' || \
+      podman exec "$container" sh -c 'touch "$VIRTUAL_ENV/write-test"' 2>/dev/null; then
+    fail_smoke "$container" "the root filesystem is writable (or VIRTUAL_ENV is missing)"; return 1
   fi
+  if podman exec "$container" python -m pip --version >/dev/null 2>&1; then
+    fail_smoke "$container" "pip is in the image"; return 1
+  fi
+  podman exec "$container" sh -c 'grep -qx dumb-init /proc/1/comm' \
+    || { fail_smoke "$container" "PID 1 is not dumb-init"; return 1; }
   [ "$(podman exec "$container" sh -c 'grep ^CapEff /proc/1/status | cut -f2')" = 0000000000000000 ] \
     || { fail_smoke "$container" "capabilities left"; return 1; }
   for url in "${urls[@]}"; do

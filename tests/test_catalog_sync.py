@@ -40,8 +40,9 @@ def test_a_new_catalog_entry_is_wired_everywhere(tmp_path: Path, monkeypatch: py
     assert catalog_sync.expected(root) == {}, "a second run changes nothing"
 
     skaffold = yaml.safe_load((root / "skaffold.yaml").read_text())
-    assert {"image": "flotilla-notes", "context": ".", "docker": {
-        "dockerfile": "services/Dockerfile", "buildArgs": {"SERVICE": "notes"}}} in skaffold["build"]["artifacts"]
+    artifact = {"image": "flotilla-notes", "context": ".",
+                "docker": {"dockerfile": "Dockerfile", "target": "service", "buildArgs": {"SERVICE": "notes"}}}
+    assert artifact in skaffold["build"]["artifacts"]
     templates = skaffold["deploy"]["helm"]["releases"][0]["setValueTemplates"]
     assert templates["notes.image.repository"] == "{{.IMAGE_REPO_flotilla_notes}}"
     chart = yaml.safe_load((root / "charts/flotilla/Chart.yaml").read_text())

@@ -43,7 +43,7 @@ def test_the_kind_walkthrough_builds_and_loads_every_image_including_the_operato
     walkthrough = README.partition("### Try it on kind")[2].partition("\n### ")[0]
     assert "for svc in " + " ".join(s.name for s in catalog.SERVICES) + "; do" in walkthrough
     assert "kind load docker-image flotilla-$svc:$TAG" in walkthrough
-    assert "docker build -f operator/Dockerfile -t flotilla-operator:$TAG ." in walkthrough
+    assert "docker build --target operator -t flotilla-operator:$TAG ." in walkthrough
     assert "kind load docker-image flotilla-operator:$TAG" in walkthrough
     assert "-f charts/flotilla/values-dev.yaml" in walkthrough
     app_version = re.search(r'^appVersion: "?([^"\n]+)"?$', (ROOT / "charts/flotilla/Chart.yaml").read_text(),

@@ -1,27 +1,7 @@
 """What every Flotilla service shares: settings, app factory, db, cache, errors, health...
 
-Import from the submodules; this package re-exports the few names services use most.
+Import from the submodules (``from services.kit.app import create_service_app``). This
+package deliberately re-exports nothing: the operator imports the light modules
+(catalog, metric_names, logging, events) and must not load FastAPI, SQLAlchemy or
+uvicorn on the way (its image does not have them; tests/operator/test_footprint.py).
 """
-
-from services.kit.app import Kit, create_service_app
-from services.kit.errors import (
-    Conflict,
-    DependencyUnavailable,
-    FlotillaError,
-    Forbidden,
-    NotFound,
-    Unauthorized,
-)
-from services.kit.settings import ServiceSettings
-
-__all__ = [
-    "Conflict",
-    "DependencyUnavailable",
-    "FlotillaError",
-    "Forbidden",
-    "Kit",
-    "NotFound",
-    "ServiceSettings",
-    "Unauthorized",
-    "create_service_app",
-]

@@ -64,7 +64,7 @@ def skaffold(text: str) -> str:
     templates: list[str] = []
     for s in catalog.SERVICES:
         artifacts += [f"- image: flotilla-{s.name}", "  context: .", "  docker:",
-                      "    dockerfile: services/Dockerfile", "    buildArgs:", f"      SERVICE: {s.name}"]
+                      "    dockerfile: Dockerfile", "    target: service", "    buildArgs:", f"      SERVICE: {s.name}"]
         var = f"flotilla_{s.name.replace('-', '_')}"
         templates += [f'{s.name}.image.repository: "{{{{.IMAGE_REPO_{var}}}}}"',
                       f'{s.name}.image.tag: "{{{{.IMAGE_TAG_{var}}}}}@{{{{.IMAGE_DIGEST_{var}}}}}"']

@@ -21,7 +21,7 @@ SERVICE_CHART = ROOT / "charts" / "service"
 UMBRELLA_CHART = ROOT / "charts" / "flotilla"
 CRD_FILE = ROOT / "operator" / "flotilla_operator" / "crd.yaml"
 SKAFFOLD_FILE = ROOT / "skaffold.yaml"
-DOCKERFILE = ROOT / "services" / "Dockerfile"
+DOCKERFILE = ROOT / "Dockerfile"
 
 #: ServiceMonitor's schema would come from the Prometheus Operator's CRDs, HTTPRoute's
 #: from the Gateway API's, neither vendored here; their fields are asserted by hand in
@@ -102,7 +102,7 @@ def app_container(objects: list[dict[str, Any]], name: str | None = None) -> dic
     """The service's own container: always the first (values' sidecars come after it)."""
     containers = pod_spec(objects, name)["containers"]
     container: dict[str, Any] = containers[0]
-    assert container["args"][0] == container["name"], "the first container is not the service"
+    assert container["args"][:2] == ["serve", container["name"]], "the first container is not the service"
     return container
 
 

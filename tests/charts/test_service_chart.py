@@ -199,7 +199,8 @@ def test_template_guards_refuse_inconsistent_values():
 def test_container_runs_the_service_on_the_container_port(name):
     objects = render(SERVICE_CHART, service_values(name))
     container = app_container(objects)
-    assert container["args"] == [name, "--host", "0.0.0.0", "--port", str(catalog.CONTAINER_PORT),
+    assert "command" not in container, "the image's entrypoint (dumb-init -- flotilla) must stay"
+    assert container["args"] == ["serve", name, "--host", "0.0.0.0", "--port", str(catalog.CONTAINER_PORT),
                                  "--metrics-port", str(catalog.CONTAINER_METRICS_PORT)]
     assert container["ports"] == [{"name": "http", "containerPort": catalog.CONTAINER_PORT, "protocol": "TCP"},
                                   {"name": "metrics", "containerPort": catalog.CONTAINER_METRICS_PORT,
@@ -235,7 +236,9 @@ def test_migrations_run_before_the_app_only_with_a_database(name):
     spec = pod_spec(render(SERVICE_CHART, service_values(name)))
     init = spec.get("initContainers", [])
     if info.has_database:
-        assert [c["command"] for c in init] == [["flotilla", "migrate", name]]
+        # args only: a command would bypass the image's init (dumb-init), as the app's args do not.
+        assert [c.get("command") for c in init] == [None]
+        assert [c["args"] for c in init] == [["migrate", name]]
         assert init[0]["envFrom"] == app_container(render(SERVICE_CHART, service_values(name)))["envFrom"]
     else:
         assert init == []

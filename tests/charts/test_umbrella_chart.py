@@ -75,7 +75,7 @@ def test_installs_one_copy_of_the_service_chart_per_catalog_service():
     for service in catalog.SERVICES:
         assert values[service.name]["serviceName"] == service.name
         deployment = helm.find(objects, "Deployment", f"flotilla-{service.name}")
-        assert app_container(objects, deployment["metadata"]["name"])["args"][0] == service.name
+        assert app_container(objects, deployment["metadata"]["name"])["args"][:2] == ["serve", service.name]
         assert values[service.name].get("database", {}).get("enabled", True) is service.has_database
 
 

@@ -8,7 +8,8 @@ health endpoints answer 200, SIGTERM ends the container within the grace period.
 
 It skips, saying why, only where this machine cannot run podman: podman is absent and
 cannot be installed (not root), or `podman info` fails with the script's configuration.
-Build artefacts (the Debian stand-in base, the layer cache) stay in ~/.cache/flotilla-images,
+Build artefacts (the Debian stand-in base, the layer cache) stay in $FLOTILLA_IMAGES_HOME
+(default ~/.cache/flotilla-images; the script reads it from the environment passed on here),
 so later runs on the same machine rebuild only what changed.
 """
 
