@@ -188,6 +188,18 @@ build_one() {
   record "flotilla-$name" size "$(podman image inspect --format '{{.Size}}' "localhost/flotilla-$name:$TAG")"
 }
 
+# Each rebuild leaves the image it replaced behind, untagged, and a new base recipe the
+# old base: storage would grow by hundreds of MB per edit. Dangling images go (the build
+# cache of every tagged image stays: its layers are the tagged image's parents), and so do
+# stand-in bases of older recipes.
+prune_stale() {
+  podman image prune --force >/dev/null
+  local image
+  for image in $(podman images --format '{{.Repository}}:{{.Tag}}' localhost/flotilla-base); do
+    [ "$image" = "$STANDIN_BASE" ] || podman rmi "$image" >/dev/null 2>&1 || true
+  done
+}
+
 # --- smoke test ----------------------------------------------------------------------------
 # The chart's pod, as podman flags: UID 10001, read-only root, /tmp the only writable path.
 RUN_FLAGS=(--user 10001:10001 --read-only --read-only-tmpfs=false --tmpfs /tmp:rw,size=64m,mode=1777
@@ -297,6 +309,7 @@ main() {
     for name in "${names[@]}"; do
       build_one "$name"
     done
+    prune_stale
   fi
   if [ "$SMOKE" = 1 ]; then
     for name in "${names[@]}"; do

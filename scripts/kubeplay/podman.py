@@ -75,6 +75,11 @@ class Podman:
                  "--file", str(STANDIN_DIR / "Containerfile"), "--target", target,
                  "--build-arg", f"BASE={self.settings['FLOTILLA_BASE_IMAGE']}", "--tag", image, str(STANDIN_DIR),
                  timeout=900)
+            # Stand-ins of older recipes would pile up (the postgresql one is 500 MB).
+            repository = image.rsplit(":", 1)[0]
+            listed = self("images", "--format", "{{.Repository}}:{{.Tag}}", repository).stdout.decode().split()
+            for stale in set(listed) - {image}:
+                self("rmi", stale, check=False)
         return image
 
     # --- network, secrets, pods --------------------------------------------------------
@@ -151,8 +156,11 @@ class Podman:
 
     # --- teardown ------------------------------------------------------------------------
     def remove(self, plan_names: dict[str, list[str]], network: str) -> None:
-        if plan_names.get("pods"):  # one call: podman stops them in parallel; no grace needed here
-            self("pod", "rm", "--force", "--time", "1", *plan_names["pods"], check=False)
+        if plan_names.get("pods"):
+            # Killed first: everything goes, volumes included, so there is nothing to drain,
+            # and `pod rm` of running pods stops their containers one by one (30-45 s here).
+            self("pod", "kill", *plan_names["pods"], check=False)
+            self("pod", "rm", "--force", *plan_names["pods"], check=False)
         for volume in plan_names.get("volumes", []):
             self("volume", "rm", "--force", volume, check=False)
         for secret in plan_names.get("secrets", []):
