@@ -15,6 +15,7 @@ Kubernetes; the Secrets and ConfigMaps go with the ServiceSpec via owner referen
 from __future__ import annotations
 
 import asyncio
+import importlib.util
 import logging
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, Final
@@ -225,6 +226,11 @@ def _login(**kwargs: Any) -> kopf.ConnectionInfo | None:
     """
     info = kopf.login_with_service_account(**kwargs) or kopf.login_with_kubeconfig(**kwargs)
     if info is None or not (info.token or info.certificate_path or info.certificate_data or info.username):
+        if importlib.util.find_spec("kubernetes") is None:
+            # The image ships without the client: in a pod the service account suffices. Say
+            # so rather than let every request answer 401 (a local API may need no secret).
+            kwargs["logger"].warning("the kubeconfig gives no token or certificate; exec plugins and auth "
+                                     "providers (EKS, GKE, AKS) need the Kubernetes client: pip install kubernetes")
         info = kopf.login_via_client(**kwargs) or info
     return info
 
