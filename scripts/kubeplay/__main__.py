@@ -10,7 +10,6 @@ What a cluster would do that podman cannot is emulated or listed: `python -m scr
 from __future__ import annotations
 
 import json
-import socket
 import sys
 from pathlib import Path
 from typing import Annotated, Any
@@ -21,6 +20,7 @@ import yaml
 from scripts.kubeplay import plan as planning
 from scripts.kubeplay.podman import STANDIN_TARGETS, Podman, PodmanError, podman_env
 from services.kit import catalog
+from services.launcher import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 CHART = ROOT / "charts" / "flotilla"
@@ -36,21 +36,6 @@ def _say(message: str) -> None:
     print(f"[kubeplay] {message}", file=sys.stderr, flush=True)
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-def _merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
-    merged = dict(base)
-    for key, value in extra.items():
-        merged[key] = _merge(merged[key], value) if isinstance(value, dict) and isinstance(merged.get(key), dict) \
-            else value
-    return merged
-
-
 def render(release: str, namespace: str, tag: str, standins: dict[str, str]) -> list[dict[str, Any]]:
     """`helm template -f values-dev.yaml` with the locally built images (nothing is pulled)."""
     from tests.support import helm  # the chart tests' renderer: Helm's engine via helm-python-sdk
@@ -60,7 +45,7 @@ def render(release: str, namespace: str, tag: str, standins: dict[str, str]) -> 
         "devServers": {"postgresql": {"image": standins["postgresql"]}, "redis": {"image": standins["redis"]}},
         **{service.name: {"image": {"tag": tag, "pullPolicy": "Never"}} for service in catalog.SERVICES},
     }
-    values = _merge(yaml.safe_load(DEV_VALUES.read_text()), overrides)
+    values = helm.merge_values(yaml.safe_load(DEV_VALUES.read_text()), overrides)
     return helm.render(CHART, values, release=release, namespace=namespace)
 
 
@@ -104,7 +89,7 @@ def up(
 
     network = f"kubeplay-{release}"
     subnet = podman.create_network(network)
-    port = port or _free_port()
+    port = port or free_port()
     plan = planning.build(objects, subnet=subnet, proxy_image=standins["service-proxy"],
                           publish=(_gateway_service(objects), "http", port))
     state = {"network": network, "url": f"http://127.0.0.1:{port}",
@@ -144,7 +129,7 @@ def _down(podman: Podman, release: str) -> None:
         _say(f"nothing recorded for release {release!r}")
         return
     state = json.loads(state_file.read_text())
-    podman.remove(state, state["network"])
+    podman.remove(state)
     state_file.unlink()
     _say(f"removed release {release!r}: {len(state['pods'])} pods, {len(state['volumes'])} volumes, "
          f"{len(state['secrets'])} secrets, network {state['network']}")

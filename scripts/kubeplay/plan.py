@@ -75,6 +75,10 @@ class Workload:
     #: liveness), taken out of the played spec: kubeplay runs them (see _take_probes).
     probes: dict[str, list[Obj]] = field(default_factory=dict)
 
+    def container(self, name: str) -> str:
+        """podman's name for the pod's container ``name``."""
+        return f"{self.pod_name}-{name}"
+
 
 @dataclass
 class Plan:
@@ -121,7 +125,7 @@ def build(
             services.append(obj)
         elif kind in ("Deployment", "StatefulSet"):
             plan.workloads.append(_workload(obj, str(next(hosts)), config_maps, plan))
-        elif kind == "Pod" and obj["metadata"].get("annotations", {}).get("helm.sh/hook") == "test":
+        elif _is_helm_test(obj):
             pass  # after the workloads: test pods take addresses last
         elif kind in DROPPED_KINDS:
             plan.dropped.append(f"{kind}/{name}: {DROPPED_KINDS[kind]}")
@@ -141,19 +145,28 @@ def build(
         plan.service_ips[name] = ip
         aliases.append({"ip": ip, "hostnames": _dns_names(name, namespace)})
 
-    for obj in objects:
-        if obj["kind"] == "Pod" and obj["metadata"].get("annotations", {}).get("helm.sh/hook") == "test":
-            name = obj["metadata"]["name"]
-            spec = copy.deepcopy(obj["spec"])
-            pod = {"apiVersion": "v1", "kind": "Pod", "metadata": _pod_metadata(obj["metadata"]), "spec": spec}
-            documents = [config_maps[cm] for cm in sorted(_config_maps_used(spec)) if cm in config_maps]
-            documents += _pod_volumes(spec, name, plan)
-            plan.tests.append(Workload(name, name, str(next(hosts)), [*documents, pod], spec))
+    for obj in filter(_is_helm_test, objects):
+        name = obj["metadata"]["name"]
+        spec = copy.deepcopy(obj["spec"])
+        pod = {"apiVersion": "v1", "kind": "Pod", "metadata": _pod_metadata(obj["metadata"]), "spec": spec}
+        documents = _pod_documents(spec, name, config_maps, plan)
+        plan.tests.append(Workload(name, name, str(next(hosts)), [*documents, pod], spec))
 
     for workload in (*plan.workloads, *plan.tests):
         workload.spec["hostAliases"] = aliases
         workload.probes = _take_probes(workload.spec)
     return plan
+
+
+def _is_helm_test(obj: Obj) -> bool:
+    return bool(obj["kind"] == "Pod" and obj["metadata"].get("annotations", {}).get("helm.sh/hook") == "test")
+
+
+def _pvc(name: str, owner: dict[str, Any], spec: Obj) -> Obj:
+    """A PersistentVolumeClaim that podman makes a named volume of, owned by ``owner``'s uid/gid."""
+    annotations = {f"volume.podman.io/{key}": str(value) for key, value in owner.items()}
+    return {"apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": {"name": name, "annotations": annotations},
+            "spec": spec}
 
 
 def _secret_data(secret: Obj) -> dict[str, bytes]:
@@ -169,25 +182,24 @@ def _pod_metadata(metadata: Obj) -> Obj:
 
 def _workload(obj: Obj, ip: str, config_maps: dict[str, Obj], plan: Plan) -> Workload:
     name = obj["metadata"]["name"]
+    pod_name = f"{name}-pod-0"  # podman 4.3's kube play names a Deployment's (one) pod so
     spec = copy.deepcopy(obj["spec"]["template"]["spec"])
     # Kubernetes restarts a crashed container (Always); podman 4.3 also restarts a
     # *finished* init container under Always, forever. OnFailure keeps the first.
     spec["restartPolicy"] = "OnFailure"
-    documents: list[Obj] = [config_maps[cm] for cm in sorted(_config_maps_used(spec)) if cm in config_maps]
+    claims: list[Obj] = []
     if obj["kind"] == "StatefulSet":
         plan.dropped.append(f"StatefulSet/{name}: played as a Deployment")
         fs_group = (spec.get("securityContext") or {}).get("fsGroup")
+        # fsGroup's effect on a fresh volume: owned by that group.
+        owner = {} if fs_group is None else {"uid": fs_group, "gid": fs_group}
         for template in obj["spec"].get("volumeClaimTemplates", []):
             claim = f"{template['metadata']['name']}-{name}-0"
-            annotations = {}
-            if fs_group is not None:  # fsGroup's effect on a fresh volume: owned by that group
-                annotations = {"volume.podman.io/uid": str(fs_group), "volume.podman.io/gid": str(fs_group)}
-            documents.append({"apiVersion": "v1", "kind": "PersistentVolumeClaim",
-                              "metadata": {"name": claim, "annotations": annotations}, "spec": template["spec"]})
+            claims.append(_pvc(claim, owner, template["spec"]))
             spec.setdefault("volumes", []).append(
                 {"name": template["metadata"]["name"], "persistentVolumeClaim": {"claimName": claim}})
             plan.volumes.append(claim)
-    documents += _pod_volumes(spec, f"{name}-pod-0", plan)
+    documents = [*_pod_documents(spec, pod_name, config_maps, plan), *claims]
     template_metadata = obj["spec"]["template"].get("metadata", {})
     deployment = {
         "apiVersion": "apps/v1",
@@ -200,8 +212,13 @@ def _workload(obj: Obj, ip: str, config_maps: dict[str, Obj], plan: Plan) -> Wor
         },
     }
     documents.append(deployment)
-    # podman 4.3's kube play names a Deployment's (one) pod "<name>-pod-0".
-    return Workload(name, f"{name}-pod-0", ip, documents, spec, bool(spec.get("initContainers")))
+    return Workload(name, pod_name, ip, documents, spec, bool(spec.get("initContainers")))
+
+
+def _pod_documents(spec: Obj, pod_name: str, config_maps: dict[str, Obj], plan: Plan) -> list[Obj]:
+    """What a pod needs played before it: the ConfigMaps it reads, its emptyDirs as PVCs."""
+    used = [config_maps[cm] for cm in sorted(_config_maps_used(spec)) if cm in config_maps]
+    return [*used, *_pod_volumes(spec, pod_name, plan)]
 
 
 def _pod_volumes(spec: Obj, pod_name: str, plan: Plan) -> list[Obj]:
@@ -217,11 +234,10 @@ def _pod_volumes(spec: Obj, pod_name: str, plan: Plan) -> list[Obj]:
     for volume in spec.get("volumes", []):
         if "emptyDir" in volume:
             claim = f"{pod_name}-{volume['name']}"
-            annotations = {f"volume.podman.io/{key}": str(security[field])
-                           for key, field in (("uid", "runAsUser"), ("gid", "fsGroup")) if field in security}
-            claims.append({"apiVersion": "v1", "kind": "PersistentVolumeClaim",
-                           "metadata": {"name": claim, "annotations": annotations},
-                           "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "64Mi"}}}})
+            owner = {key: security[field] for key, field in (("uid", "runAsUser"), ("gid", "fsGroup"))
+                     if field in security}
+            claims.append(_pvc(claim, owner, {"accessModes": ["ReadWriteOnce"],
+                                              "resources": {"requests": {"storage": "64Mi"}}}))
             del volume["emptyDir"]
             volume["persistentVolumeClaim"] = {"claimName": claim}
             plan.volumes.append(claim)

@@ -131,7 +131,7 @@ class Podman:
         """Every container's probes pass, in a kubelet's order (a container without any: running)."""
         deadline = time.monotonic() + deadline_seconds
         for spec in workload.spec["containers"]:
-            container = f"{workload.pod_name}-{spec['name']}"
+            container = workload.container(spec["name"])
             probes: list[dict[str, Any] | None] = [*workload.probes.get(spec["name"], [])] or [None]
             for probe in probes:
                 while True:
@@ -150,19 +150,20 @@ class Podman:
     def run_to_completion(self, workload: Workload, network: str, timeout: float) -> tuple[int, str]:
         """Play a run-once pod (a `helm test` hook) and return its exit code and log."""
         self.play(workload, network)
-        container = f"{workload.pod_name}-{workload.spec['containers'][0]['name']}"
+        container = workload.container(workload.spec["containers"][0]["name"])
         result = self("wait", container, timeout=timeout)
         return int(result.stdout.decode().strip() or 1), self.logs(container, 20)
 
     # --- teardown ------------------------------------------------------------------------
-    def remove(self, plan_names: dict[str, list[str]], network: str) -> None:
-        if plan_names.get("pods"):
+    def remove(self, state: dict[str, Any]) -> None:
+        """Everything `up` recorded in its state file: pods, volumes, secrets, the network."""
+        if state["pods"]:
             # Killed first: everything goes, volumes included, so there is nothing to drain,
             # and `pod rm` of running pods stops their containers one by one (30-45 s here).
-            self("pod", "kill", *plan_names["pods"], check=False)
-            self("pod", "rm", "--force", *plan_names["pods"], check=False)
-        for volume in plan_names.get("volumes", []):
+            self("pod", "kill", *state["pods"], check=False)
+            self("pod", "rm", "--force", *state["pods"], check=False)
+        for volume in state["volumes"]:
             self("volume", "rm", "--force", volume, check=False)
-        for secret in plan_names.get("secrets", []):
+        for secret in state["secrets"]:
             self("secret", "rm", secret, check=False)
-        self("network", "rm", "--force", network, check=False)
+        self("network", "rm", "--force", state["network"], check=False)

@@ -9,6 +9,7 @@ from ``kubernetes-validate``. No cluster, no ``helm`` binary. The whole API::
     validate(objects, "1.30", custom_schemas=crd_schemas(crd_path))  # raises ManifestError
     validate_values("charts/service", {"replicaCount": "two"})       # raises HelmValuesError
     find(objects, "Deployment")                                      # one object by kind
+    merge_values(dev_values, {"global": {...}})                      # as `-f a.yaml -f b.yaml`
 
 Charts whose ``Chart.yaml`` declares ``file://`` dependencies (the umbrella chart) are
 staged into a temporary directory together with those dependencies and their
@@ -49,6 +50,7 @@ __all__ = [
     "find_all",
     "kube_versions",
     "lint",
+    "merge_values",
     "render",
     "render_files",
     "validate",
@@ -84,6 +86,18 @@ class LintFinding:
 
 
 # --- rendering ------------------------------------------------------------------------
+
+
+def merge_values(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
+    """``override`` over ``base`` as Helm layers values files: maps merge key by key, any
+    other value replaces. Neither argument is changed."""
+    merged = dict(base)
+    for key, value in override.items():
+        below = merged.get(key)
+        merged[key] = merge_values(below, value) if isinstance(value, Mapping) and isinstance(below, Mapping) \
+            else value
+    return merged
+
 
 
 def render_files(
