@@ -32,8 +32,13 @@ def real_stack(postgres_server: PostgresServer, redis_server: RedisServer, tmp_p
         yield stack
 
 
-@pytest.fixture
-def embedded_stack(tmp_path: Path) -> Iterator[Stack]:
-    stack = Stack(data_dir=tmp_path, port_offset=free_port_offset(), extra_env=STACK_ENV)
+def running_embedded_stack(data_dir: Path) -> Iterator[Stack]:
+    """What `make up` runs: every service its own process, on embedded defaults."""
+    stack = Stack(data_dir=data_dir, port_offset=free_port_offset(), extra_env=STACK_ENV)
     with stack.running(timeout=90):
         yield stack
+
+
+@pytest.fixture
+def embedded_stack(tmp_path: Path) -> Iterator[Stack]:
+    yield from running_embedded_stack(tmp_path)

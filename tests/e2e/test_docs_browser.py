@@ -22,7 +22,7 @@ from playwright.sync_api import Locator, Page, expect
 from services.kit import catalog
 from services.kit.catalog import ServiceInfo
 from services.launcher import Stack
-from tests.e2e.conftest import PASSWORD, STACK_ENV, free_port_offset
+from tests.e2e.conftest import PASSWORD, running_embedded_stack
 from tests.support.browser import DOCS_HOST, TIMEOUT_MS, OfflineBrowser, offline_browser
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
@@ -37,11 +37,8 @@ REDOC_LOGO = "https://cdn.redoc.ly/redoc/logo-mini.svg"
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    """What `make up` runs: every service its own process, on embedded defaults."""
-    stack = Stack(data_dir=tmp_path_factory.mktemp("docs-stack"), port_offset=free_port_offset(),
-                  extra_env=STACK_ENV)
-    with stack.running(timeout=90):
-        yield stack
+    """One embedded stack for the module's pages."""
+    yield from running_embedded_stack(tmp_path_factory.mktemp("docs-stack"))
 
 
 def docs_url(stack: Stack, service: ServiceInfo) -> str:
